@@ -1,0 +1,206 @@
+
+/*
+ * Copyright (C) TruePort
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_http_trueport.h"
+
+
+#define NGX_HTTP_TRUEPORT_ZONE_MIN_PAGES  8
+
+
+static ngx_int_t ngx_http_trueport_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+
+
+char *
+ngx_http_trueport_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_trueport_main_conf_t *tmcf = conf;
+
+    u_char                    *p;
+    ssize_t                    size;
+    ngx_str_t                 *value, name, s;
+    ngx_shm_zone_t            *shm_zone;
+    ngx_http_trueport_zone_t  *zone;
+
+    if (tmcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strncmp(value[1].data, "zone=", 5) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data + 5;
+
+    p = (u_char *) ngx_strchr(name.data, ':');
+
+    if (p == NULL || p == name.data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\", expected zone=name:size",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.len = p - name.data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (NGX_HTTP_TRUEPORT_ZONE_MIN_PAGES * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small, the minimum is %uz",
+                           &value[1],
+                           NGX_HTTP_TRUEPORT_ZONE_MIN_PAGES * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_trueport_zone_t));
+    if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                     &ngx_http_trueport_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%V \"%V\" is already defined",
+                           &cmd->name, &name);
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone->init = ngx_http_trueport_init_zone;
+    shm_zone->data = zone;
+
+    tmcf->shm_zone = shm_zone;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_trueport_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_trueport_zone_t  *ozone = data;
+
+    size_t                     len;
+    ngx_http_trueport_zone_t  *zone;
+
+    zone = shm_zone->data;
+
+    if (ozone) {
+        zone->sh = ozone->sh;
+        zone->shpool = ozone->shpool;
+
+        return NGX_OK;
+    }
+
+    zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        zone->sh = zone->shpool->data;
+
+        return NGX_OK;
+    }
+
+    zone->sh = ngx_slab_calloc(zone->shpool,
+                               sizeof(ngx_http_trueport_shctx_t));
+    if (zone->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->shpool->data = zone->sh;
+
+    ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
+                    ngx_rbtree_insert_value);
+
+    ngx_queue_init(&zone->sh->queue);
+
+    zone->sh->created = ngx_time();
+
+    len = sizeof(" in trueport zone \"\"") + shm_zone->shm.name.len;
+
+    zone->shpool->log_ctx = ngx_slab_alloc(zone->shpool, len);
+    if (zone->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(zone->shpool->log_ctx, " in trueport zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* the users of the zone evict and log themselves when it is full */
+
+    zone->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_trueport_zone_stats(ngx_shm_zone_t *shm_zone,
+    ngx_http_trueport_zone_stats_t *st)
+{
+    ngx_http_trueport_zone_t  *zone;
+
+    zone = shm_zone->data;
+
+    st->size = shm_zone->shm.size;
+    st->pages = (zone->shpool->end - zone->shpool->start) / ngx_pagesize;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    st->free_pages = zone->shpool->pfree;
+    st->entries = zone->sh->entries;
+    st->created = zone->sh->created;
+    st->sidecar = zone->sh->sidecar;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    st->used = (st->pages - st->free_pages) * ngx_pagesize;
+}
+
+
+void
+ngx_http_trueport_sidecar_report(ngx_shm_zone_t *shm_zone, ngx_uint_t status)
+{
+    ngx_http_trueport_zone_t  *zone;
+
+    if (shm_zone == NULL) {
+        return;
+    }
+
+    zone = shm_zone->data;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    zone->sh->sidecar.at = ngx_time();
+    zone->sh->sidecar.status = status;
+
+    /* a 4xx is an answer (e.g. an unknown key), a 5xx or none is not */
+
+    zone->sh->sidecar.ok = (status >= NGX_HTTP_OK
+                            && status < NGX_HTTP_INTERNAL_SERVER_ERROR);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}

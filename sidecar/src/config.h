@@ -1,0 +1,35 @@
+/* config.h - the sidecar's settings: one declarative table, environment overrides */
+#ifndef TP_CONFIG_H
+#define TP_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct {
+    char  *listen_host;          /* TRUEPORT_LISTEN host part */
+    int    listen_port;          /* TRUEPORT_LISTEN port part */
+    char  *database_url;         /* libpq DSN */
+    char  *jwt_secret;           /* HS256 secret, >= 32 bytes */
+    unsigned char master_key[32];/* AES-256-GCM key for secrets at rest */
+    int    dev_mode;
+    int    log_level;
+    long   threads;
+    char  *migrations_dir;
+    long   max_body;             /* bytes */
+    long   scrypt_n;             /* power of two */
+    char  *internal_token;       /* shared with nginx for /internal/ */
+    long   token_ttl;            /* seconds, global and scoped JWTs */
+    char  *sendmail;             /* optional sendmail path for the outbox */
+    char  *spool_dir;            /* usage spool written by nginx workers */
+} config_t;
+
+extern config_t cfg;
+
+/* Loads defaults, then the environment (getenv), validates everything.
+ * On error writes a clear message into err and returns -1. */
+int config_load(char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* Same, reading the variables through a lookup function (unit tests). */
+int config_load_from(const char *(*lookup)(const char *name), char *err,
+                     size_t errlen) __attribute__((warn_unused_result));
+
+#endif

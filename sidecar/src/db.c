@@ -1,0 +1,158 @@
+/* db.c - the connection pool: a connection per worker thread (no locking),
+ * checked before each use so a restarted server is noticed at once. */
+#include "db.h"
+#include "config.h"
+#include "log.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+static __thread PGconn *thread_conn;
+
+
+/* libpq prints server notices (and the FATAL of a shutdown) on stderr by
+ * default: keep them in our log format instead */
+static void
+db_notice(void *arg, const char *msg)
+{
+    (void) arg;
+    log_debug("msg=\"postgres notice\" notice=\"%.*s\"",
+              (int) strcspn(msg, "\n"), msg);
+}
+
+
+PGconn *
+db_connect_once(const char *dsn, char *err, size_t errlen)
+{
+    /* connect_timeout bounds a hang on an unreachable server; the DSN's own
+     * value wins because later keywords override earlier ones */
+    const char *keys[] = { "connect_timeout", "application_name",
+                           "dbname", NULL };
+    const char *vals[] = { "3", "trueport-sidecar", dsn, NULL };
+    PGconn     *c;
+
+    c = PQconnectdbParams(keys, vals, 1);
+    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+        if (err) {
+            snprintf(err, errlen, "%s",
+                     c ? PQerrorMessage(c) : "out of memory");
+            char *nl = strchr(err, '\n');
+            if (nl) {
+                *nl = '\0';
+            }
+        }
+        PQfinish(c);
+        return NULL;
+    }
+
+    PQsetNoticeProcessor(c, db_notice, NULL);
+
+    /* a query must never hold a worker thread forever */
+    PQclear(PQexec(c, "SET statement_timeout = '10s'"));
+    return c;
+}
+
+
+/* A server that shut down or restarted has already sent us a FATAL or
+ * closed the socket: the socket is readable while we sit idle. */
+static int
+db_conn_alive(PGconn *c)
+{
+    struct pollfd pfd;
+
+    if (PQstatus(c) != CONNECTION_OK) {
+        return 0;
+    }
+
+    pfd.fd = PQsocket(c);
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+
+    if (pfd.fd < 0) {
+        return 0;
+    }
+    if (poll(&pfd, 1, 0) == 0) {
+        return 1;
+    }
+    if (PQconsumeInput(c) == 0 || PQstatus(c) != CONNECTION_OK) {
+        return 0;
+    }
+    return 1;
+}
+
+
+PGconn *
+db_conn(void)
+{
+    char err[256];
+
+    if (thread_conn != NULL && db_conn_alive(thread_conn)) {
+        return thread_conn;
+    }
+
+    if (thread_conn != NULL) {
+        log_warn("msg=\"database connection lost, reconnecting\"");
+        PQfinish(thread_conn);
+        thread_conn = NULL;
+    }
+
+    thread_conn = db_connect_once(cfg.database_url, err, sizeof(err));
+    if (thread_conn == NULL) {
+        log_error("msg=\"database unavailable\" error=\"%s\"", err);
+    }
+    return thread_conn;
+}
+
+
+void
+db_close(void)
+{
+    if (thread_conn != NULL) {
+        PQfinish(thread_conn);
+        thread_conn = NULL;
+    }
+}
+
+
+int
+db_status_for(const char *sqlstate, const char **code)
+{
+    static const struct {
+        const char *prefix;
+        int         status;
+        const char *code;
+    } map[] = {
+        { "23505", 409, "conflict" },            /* unique_violation */
+        { "23503", 409, "conflict" },            /* foreign_key_violation */
+        { "23514", 422, "invalid_value" },       /* check_violation */
+        { "23502", 422, "invalid_value" },       /* not_null_violation */
+        { "22P02", 400, "bad_request" },         /* invalid_text_representation */
+        { "22003", 422, "invalid_value" },       /* numeric out of range */
+        { "22007", 422, "invalid_value" },       /* invalid datetime format */
+        { "22008", 422, "invalid_value" },       /* datetime out of range */
+        { "22001", 422, "invalid_value" },       /* string too long */
+        { "40001", 503, "retry" },               /* serialization failure */
+        { "40P01", 503, "retry" },               /* deadlock */
+        { "57014", 503, "database_timeout" },    /* query_canceled */
+        { "08",    503, "database_unavailable" },/* connection exceptions */
+        { "57P",   503, "database_unavailable" },/* admin shutdown etc. */
+        { "53",    503, "database_unavailable" },/* insufficient resources */
+    };
+    size_t i;
+
+    if (sqlstate == NULL || *sqlstate == '\0') {
+        *code = "database_unavailable";
+        return 503;
+    }
+
+    for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        if (strncmp(sqlstate, map[i].prefix, strlen(map[i].prefix)) == 0) {
+            *code = map[i].code;
+            return map[i].status;
+        }
+    }
+
+    *code = "internal_error";
+    return 500;
+}

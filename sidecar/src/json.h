@@ -1,0 +1,55 @@
+/* json.h - JSON in (bounded yajl tree parse, typed getters) and out (a small writer) */
+#ifndef TP_JSON_H
+#define TP_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <yajl/yajl_tree.h>
+
+#include "arena.h"
+
+#define JSON_MAX_DEPTH 32
+
+/* Parses buf[0..len) (need not be NUL-terminated). Refuses nesting deeper
+ * than JSON_MAX_DEPTH before yajl's recursive tree code sees it. Returns
+ * NULL and an error text in err on failure. Free with yajl_tree_free. */
+yajl_val json_parse(const char *buf, size_t len, char *err, size_t errlen);
+
+/* Object member lookup (one level); NULL when absent or not an object. */
+yajl_val json_get(yajl_val obj, const char *key);
+
+/* Output: a growable buffer that writes commas and escapes for you. */
+typedef struct {
+    char   *buf;
+    size_t  len;
+    size_t  cap;
+    int     need_comma;   /* the next value is preceded by ',' */
+    int     after_key;    /* the next value follows a key */
+} jw_t;
+
+void  jw_init(jw_t *w);
+void  jw_free(jw_t *w);
+char *jw_steal(jw_t *w, size_t *len);   /* caller frees (malloc'd) */
+
+void jw_obj(jw_t *w);
+void jw_obj_end(jw_t *w);
+void jw_arr(jw_t *w);
+void jw_arr_end(jw_t *w);
+void jw_key(jw_t *w, const char *k);
+void jw_str(jw_t *w, const char *s);          /* NULL writes null */
+void jw_strn(jw_t *w, const char *s, size_t n);
+void jw_int(jw_t *w, long long v);
+void jw_double(jw_t *w, double v);
+void jw_bool(jw_t *w, int v);
+void jw_null(jw_t *w);
+void jw_raw(jw_t *w, const char *json);       /* an already-encoded value */
+void jw_tree(jw_t *w, yajl_val v);            /* re-encode a parsed value */
+
+/* key + value shorthands */
+#define jw_kstr(w, k, v)  (jw_key(w, k), jw_str(w, v))
+#define jw_kint(w, k, v)  (jw_key(w, k), jw_int(w, v))
+#define jw_kbool(w, k, v) (jw_key(w, k), jw_bool(w, v))
+#define jw_knull(w, k)    (jw_key(w, k), jw_null(w))
+#define jw_kraw(w, k, v)  (jw_key(w, k), jw_raw(w, v))
+
+#endif

@@ -1,0 +1,131 @@
+/* ratelimit.c - in-process limits for the management (300/min) and
+ * analytics (60/min) groups. Counters live in this process: one sidecar
+ * serves a node, and a bucket in memory costs nothing on every request.
+ * (The login limit must hold across processes and lives in Postgres.) */
+#include "ratelimit.h"
+#include "log.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define RL_SLOTS 16384          /* power of two */
+
+typedef struct {
+    char        key[80];        /* group + user id or address */
+    rl_window_t w;
+} rl_slot_t;
+
+static rl_slot_t       rl_slots[RL_SLOTS];
+static pthread_mutex_t rl_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const struct {
+    long        limit;
+    long        window_ms;
+    const char *name;
+} rl_groups[] = {
+    [RL_NONE]       = { 0, 0, "none" },
+    [RL_MANAGEMENT] = { 300, 60000, "management" },
+    [RL_ANALYTICS]  = { 60, 60000, "analytics" },
+};
+
+
+long
+rl_window_hit(rl_window_t *w, long long now_ms, long limit, long window_ms)
+{
+    long long start = now_ms - now_ms % window_ms;
+    double    weight, estimate;
+    long      wait_ms;
+
+    if (w->window_start != start) {
+        w->prev = (w->window_start == start - window_ms) ? w->count : 0;
+        w->count = 0;
+        w->window_start = start;
+    }
+
+    weight = 1.0 - (double) (now_ms - start) / window_ms;
+    estimate = w->prev * weight + w->count;
+
+    if (estimate + 1 > limit) {
+        /* the estimate falls by prev/window per ms; with prev == 0 the
+         * next window opens the door */
+        if (w->prev > 0 && w->count < limit) {
+            wait_ms = (long) ((estimate + 1 - limit) * window_ms / w->prev);
+        } else {
+            wait_ms = (long) (start + window_ms - now_ms);
+        }
+        return wait_ms / 1000 + 1;
+    }
+
+    w->count++;
+    return 0;
+}
+
+
+static unsigned long
+hash(const char *s)
+{
+    unsigned long h = 5381;
+
+    while (*s) {
+        h = h * 33 + (unsigned char) *s++;
+    }
+    return h;
+}
+
+
+int
+ratelimit_check(req_t *r, rl_group_t group)
+{
+    struct timespec ts;
+    long long       now_ms;
+    unsigned long   i, h;
+    rl_slot_t      *slot = NULL, *oldest = NULL;
+    char            key[80], retry[24];
+    long            wait;
+
+    snprintf(key, sizeof(key), "%d:%s", (int) group,
+             r->auth.ok ? r->auth.user_id : r->client_ip);
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now_ms = (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+
+    pthread_mutex_lock(&rl_lock);
+
+    /* open addressing over a short probe; a stale or the oldest slot is
+     * reused when the probe finds no free one */
+    h = hash(key);
+    for (i = 0; i < 8; i++) {
+        rl_slot_t *s = &rl_slots[(h + i) & (RL_SLOTS - 1)];
+
+        if (strcmp(s->key, key) == 0) {
+            slot = s;
+            break;
+        }
+        if (oldest == NULL || s->w.window_start < oldest->w.window_start) {
+            oldest = s;
+        }
+    }
+    if (slot == NULL) {
+        slot = oldest;
+        memset(slot, 0, sizeof(*slot));
+        snprintf(slot->key, sizeof(slot->key), "%s", key);
+    }
+
+    wait = rl_window_hit(&slot->w, now_ms, rl_groups[group].limit,
+                         rl_groups[group].window_ms);
+
+    pthread_mutex_unlock(&rl_lock);
+
+    if (wait == 0) {
+        return 0;
+    }
+
+    snprintf(retry, sizeof(retry), "%ld", wait);
+    r->retry_after = arena_strdup(&r->arena, retry);
+    reply_error(r, 429, "rate_limited",
+                "%s limit of %ld requests per minute exceeded, retry in %ld s",
+                rl_groups[group].name, rl_groups[group].limit, wait);
+    return -1;
+}

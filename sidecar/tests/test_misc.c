@@ -1,0 +1,43 @@
+/* test_misc.c - rate-limit window, migration names, uuid check */
+#include "tap.h"
+#include "migrate.h"
+#include "ratelimit.h"
+#include "req.h"
+
+void
+test_misc(void)
+{
+    rl_window_t w = { 0, 0, 0 };
+    long long   t0 = 1800000000000LL;   /* a window boundary (ms) */
+    int         i, admitted = 0;
+    long        wait = 0;
+
+    for (i = 0; i < 100; i++) {
+        if (rl_window_hit(&w, t0 + i, 60, 60000) == 0) admitted++;
+    }
+    is_int(admitted, 60, "ratelimit: exactly the limit admitted in a burst");
+
+    /* at the next window start the previous full window still weighs 100% */
+    wait = rl_window_hit(&w, t0 + 60000, 60, 60000);
+    ok(wait > 0, "ratelimit: no doubling at the window boundary");
+
+    /* halfway through the next window, half the old count remains */
+    admitted = 0;
+    for (i = 0; i < 100; i++) {
+        if (rl_window_hit(&w, t0 + 90000, 60, 60000) == 0) admitted++;
+    }
+    is_int(admitted, 30, "ratelimit: sliding estimate admits the remainder");
+    wait = rl_window_hit(&w, t0 + 90000, 60, 60000);
+    ok(wait >= 1 && wait <= 60, "ratelimit: Retry-After within a window");
+
+    is_int(migrate_version_of("0001_core.sql"), 1, "migrate: version parsed");
+    is_int(migrate_version_of("0042_keys.sql"), 42, "migrate: version 42");
+    is_int(migrate_version_of("001_core.sql"), -1, "migrate: 3 digits refused");
+    is_int(migrate_version_of("0001_core.sql~"), -1, "migrate: backup refused");
+    is_int(migrate_version_of("abcd_core.sql"), -1, "migrate: letters refused");
+
+    ok(is_uuid("a4d9e002-39b7-41b0-b222-bf023fb79f97"), "uuid: valid");
+    ok(!is_uuid("a4d9e002-39b7-41b0-b222-bf023fb79f9"), "uuid: short");
+    ok(!is_uuid("a4d9e002x39b7-41b0-b222-bf023fb79f97"), "uuid: bad dash");
+    ok(!is_uuid("' OR 1=1 --"), "uuid: injection text");
+}
