@@ -19,8 +19,9 @@ MODULE=ngx_http_trueport_module
 
 die() { echo "build-module: $*" >&2; exit 1; }
 
-[ -x "$NGX_SRC/configure" ] && [ -f "$NGX_SRC/conf_flags" ] \
-    || die "$NGX_SRC has no configure/conf_flags (apt-get install nginx-dev)"
+if [ ! -x "$NGX_SRC/configure" ] || [ ! -f "$NGX_SRC/conf_flags" ]; then
+    die "$NGX_SRC has no configure/conf_flags (apt-get install nginx-dev)"
+fi
 
 # Debian's own flags (nginx -V), minus its -ffile-prefix-map
 CC_OPT="-g -O2 -fstack-protector-strong -Wformat -Werror=format-security"
@@ -29,7 +30,8 @@ LD_OPT="-Wl,-z,relro -Wl,-z,now -fPIC"
 
 if [ "${TRUEPORT_SANITIZE:-0}" = 1 ]; then
     # nginx itself is not instrumented: run it with
-    # LD_PRELOAD=$(gcc -print-file-name=libasan.so)
+    # LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc
+    # -print-file-name=libubsan.so)", for "nginx -s" too
     CC_OPT="$CC_OPT -fsanitize=address,undefined -fno-omit-frame-pointer"
     LD_OPT="$LD_OPT -fsanitize=address,undefined"
 fi

@@ -6,7 +6,8 @@
 #   TRUEPORT_SIDECAR_ADDR         sidecar server   (127.0.0.1:8081)
 #   TRUEPORT_OPENAI_UPSTREAM      replaces https://api.openai.com/v1
 #   TRUEPORT_ANTHROPIC_UPSTREAM   replaces https://api.anthropic.com/v1
-#   TRUEPORT_GOOGLE_UPSTREAM      replaces https://generativelanguage.googleapis.com/v1beta
+#   TRUEPORT_GOOGLE_UPSTREAM      replaces
+#       https://generativelanguage.googleapis.com/v1beta
 #   TRUEPORT_AZURE_UPSTREAM       replaces https://<resource>.openai.azure.com
 #
 # usage: scripts/render-conf.pl OUTDIR
