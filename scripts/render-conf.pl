@@ -22,8 +22,10 @@ use File::Spec;
 my $outdir = shift @ARGV;
 die "usage: $0 OUTDIR\n" if !defined $outdir || @ARGV;
 
-my $confd = File::Spec->catdir(dirname(File::Spec->rel2abs($0)),
-                               File::Spec->updir, 'conf.d');
+# TRUEPORT_CONF_SRC: where the conf.d templates are (an installed copy)
+my $confd = $ENV{TRUEPORT_CONF_SRC}
+    // File::Spec->catdir(dirname(File::Spec->rel2abs($0)),
+                         File::Spec->updir, 'conf.d');
 
 # a value goes into nginx.conf verbatim: refuse anything that could end
 # the directive or open a block
