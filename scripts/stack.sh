@@ -77,7 +77,8 @@ S
         TRUEPORT_DEV_MODE=${TRUEPORT_DEV_MODE:-1}
     "$BUILD/trueport-sidecar" migrate
 
-    "$BUILD/trueport-sidecar" serve >>"$RUN/logs/sidecar.log" 2>&1 &
+    # its own session: Ctrl-C reaches this script, which stops things in order
+    setsid "$BUILD/trueport-sidecar" serve >>"$RUN/logs/sidecar.log" 2>&1 &
     echo $! >"$RUN/sidecar.pid"
     wait_port "${SIDECAR_ADDR##*:}" 10 \
         || { tail "$RUN/logs/sidecar.log"; stop_all; exit 1; }
