@@ -3,6 +3,7 @@
 #include "server.h"
 #include "config.h"
 #include "db.h"
+#include "ingest.h"
 #include "log.h"
 #include "router.h"
 
@@ -281,12 +282,18 @@ server_run(void)
     log_info("msg=\"listening\" listen=%s:%d threads=%ld dev_mode=%d",
              cfg.listen_host, cfg.listen_port, cfg.threads, cfg.dev_mode);
 
+    if (ingest_start() != 0) {
+        MHD_stop_daemon(d);
+        return -1;
+    }
+
     sigwait(&set, &sig);
     log_info("msg=\"shutting down\" signal=%d", sig);
 
     /* stop accepting, then let requests in flight finish */
     MHD_quiesce_daemon(d);
     MHD_stop_daemon(d);
+    ingest_stop();
 
     log_info("msg=\"stopped\"");
     return 0;

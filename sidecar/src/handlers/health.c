@@ -1,6 +1,8 @@
 /* handlers/health.c - GET /health: the sidecar and its database */
 #include "handlers.h"
+#include "../config.h"
 #include "../db.h"
+#include "../ingest.h"
 
 #include <stdlib.h>
 
@@ -24,6 +26,23 @@ h_health_get(req_t *r)
         jw_kint(&w, "schema_version", atoll(PQgetvalue(res, 0, 0)));
     } else {
         jw_knull(&w, "schema_version");
+    }
+
+    /* records written by nginx and not yet in the database */
+    if (cfg.spool_dir[0] != '\0') {
+        ingest_stats_t st;
+
+        ingest_stats(&st);
+        jw_key(&w, "spool");
+        jw_obj(&w);
+        jw_kint(&w, "backlog_bytes", st.backlog_bytes);
+        jw_kint(&w, "backlog_records", st.backlog_records);
+        jw_kint(&w, "files", st.files);
+        jw_kint(&w, "ingested", st.ingested);
+        jw_kint(&w, "rejected", st.rejected);
+        jw_kint(&w, "unpriced", st.unpriced);
+        jw_kstr(&w, "last_error", st.last_error[0] ? st.last_error : NULL);
+        jw_obj_end(&w);
     }
     jw_obj_end(&w);
 

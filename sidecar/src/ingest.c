@@ -1,0 +1,911 @@
+/* ingest.c - moves spool records into Postgres exactly once.
+ *
+ * nginx workers append one JSON line per record to their own spool file.
+ * A pass reads each file from its checkpoint up to the last complete line,
+ * COPYs the rows and moves the checkpoint in the same transaction: a crash
+ * before COMMIT leaves both untouched, after COMMIT both are done. Files
+ * are removed only after their last line is committed (unlink first, then
+ * the checkpoint row, so a crash in between cannot re-read the file). */
+#include "ingest.h"
+#include "config.h"
+#include "db.h"
+#include "json.h"
+#include "log.h"
+#include "req.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH_BYTES    (4 * 1024 * 1024)   /* read per batch */
+#define MAX_FILES      4096
+#define OPEN_STALE_SEC 600                 /* a dead worker's .open file */
+
+typedef struct {
+    char      base[128];      /* checkpoint key: name without suffix */
+    char      name[160];
+    int       sealed;
+    long long size;
+    long long offset;
+} spool_file_t;
+
+typedef struct {
+    char   *p;
+    size_t  len, cap;
+} buf_t;
+
+static pthread_t       ingest_thread;
+static int             ingest_running;
+static volatile int    ingest_stop_flag;
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+static ingest_stats_t  stats;
+
+
+static void
+buf_put(buf_t *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (cap < b->len + n + 1) {
+            cap *= 2;
+        }
+        char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            log_error("msg=\"ingest: out of memory\"");
+            abort();
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+
+/* one COPY text-format field, escaped; NULL when v is NULL */
+static void
+copy_field(buf_t *b, const char *v, int last)
+{
+    const char *s;
+
+    if (v == NULL) {
+        buf_put(b, "\\N", 2);
+    } else {
+        for (s = v; *s; s++) {
+            switch (*s) {
+            case '\\': buf_put(b, "\\\\", 2); break;
+            case '\n': buf_put(b, "\\n", 2); break;
+            case '\r': buf_put(b, "\\r", 2); break;
+            case '\t': buf_put(b, "\\t", 2); break;
+            default:   buf_put(b, s, 1);
+            }
+        }
+    }
+    buf_put(b, last ? "\n" : "\t", 1);
+}
+
+
+static const char *
+jstr(yajl_val obj, const char *key, size_t max)
+{
+    yajl_val v = json_get(obj, key);
+
+    if (v == NULL || !YAJL_IS_STRING(v) || strlen(v->u.string) > max) {
+        return NULL;
+    }
+    return v->u.string;
+}
+
+
+/* integer field as text into tmp, NULL when absent or not an integer */
+static const char *
+jint(yajl_val obj, const char *key, char *tmp, long long *out)
+{
+    yajl_val v = json_get(obj, key);
+
+    if (v == NULL || !YAJL_IS_INTEGER(v) || v->u.number.i < 0) {
+        if (out) {
+            *out = -1;
+        }
+        return NULL;
+    }
+    if (out) {
+        *out = v->u.number.i;
+    }
+    snprintf(tmp, 24, "%lld", v->u.number.i);
+    return tmp;
+}
+
+
+static const char *
+jbool(yajl_val obj, const char *key, const char *dflt)
+{
+    yajl_val v = json_get(obj, key);
+
+    if (v != NULL && YAJL_IS_TRUE(v)) return "t";
+    if (v != NULL && YAJL_IS_FALSE(v)) return "f";
+    return dflt;
+}
+
+
+static const char *
+juuid(yajl_val obj, const char *key)
+{
+    const char *s = jstr(obj, key, 36);
+
+    return is_uuid(s) ? s : NULL;
+}
+
+
+long long
+ingest_cost(const price_t *prices, int n, const char *provider,
+    const char *model, long long input, long long output, long long cached,
+    int *found)
+{
+    const price_t *best = NULL;
+    size_t         best_len = 0, ml;
+    double         cost;
+    int            i;
+
+    *found = 0;
+    if (model == NULL || provider == NULL) {
+        return -1;
+    }
+
+    /* exact name, else the longest priced name that is a dated or
+     * suffixed variant's prefix ("gpt-4o-2024-08-06" -> "gpt-4o") */
+    for (i = 0; i < n; i++) {
+        if (strcmp(prices[i].provider, provider) != 0) {
+            continue;
+        }
+        ml = strlen(prices[i].model);
+        if (strcmp(prices[i].model, model) == 0) {
+            best = &prices[i];
+            break;
+        }
+        if (ml > best_len && strncmp(prices[i].model, model, ml) == 0
+            && model[ml] == '-')
+        {
+            best = &prices[i];
+            best_len = ml;
+        }
+    }
+    if (best == NULL) {
+        return -1;
+    }
+
+    if (input < 0) input = 0;
+    if (output < 0) output = 0;
+    if (cached < 0 || cached > input) cached = cached < 0 ? 0 : input;
+
+    /* USD per million tokens == micro-dollars per token */
+    cost = (double) (input - cached) * best->in + (double) cached * best->cached
+           + (double) output * best->out;
+    *found = 1;
+    return llround(cost);
+}
+
+
+static void
+ts_text(long long ms, char *out, size_t n)
+{
+    time_t    sec = (time_t) (ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&sec, &tm);
+    snprintf(out, n, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00",
+             (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100,
+             tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+             tm.tm_sec % 100, (int) (ms % 1000 + 1000) % 1000);
+}
+
+
+typedef struct {
+    buf_t      usage, viol;
+    long long  n_usage, n_viol, rejected, unpriced;
+    char       months[64][8];     /* "YYYY-MM" seen in this batch */
+    int        n_months;
+    price_t   *prices;
+    int        n_prices;
+} batch_t;
+
+
+static void
+batch_month(batch_t *b, const char *ts)
+{
+    int i;
+
+    for (i = 0; i < b->n_months; i++) {
+        if (memcmp(b->months[i], ts, 7) == 0) {
+            return;
+        }
+    }
+    if (b->n_months < 64) {
+        memcpy(b->months[b->n_months], ts, 7);
+        b->months[b->n_months++][7] = '\0';
+    }
+}
+
+
+/* One spool line -> a COPY row. 0 ok, -1 rejected. */
+static int
+batch_line(batch_t *b, const char *line, size_t len)
+{
+    char        err[128], ts[64], t[12][24];
+    const char *type, *tenant, *model, *provider, *cost = NULL;
+    char        cost_buf[24];
+    long long   ms, in, out, cached;
+    yajl_val    v, tsv;
+    int         found;
+
+    if (len == 0) {
+        return 0;
+    }
+    v = json_parse(line, len, err, sizeof(err));
+    if (v == NULL || !YAJL_IS_OBJECT(v)) {
+        goto bad;
+    }
+
+    type = jstr(v, "type", 16);
+    tenant = juuid(v, "tenant_id");
+    tsv = json_get(v, "ts");
+    if (type == NULL || tenant == NULL || tsv == NULL || !YAJL_IS_INTEGER(tsv)
+        || jstr(v, "request_id", 64) == NULL)
+    {
+        goto bad;
+    }
+    ms = tsv->u.number.i;
+    ts_text(ms, ts, sizeof(ts));
+
+    if (strcmp(type, "usage") == 0) {
+        provider = jstr(v, "provider", 15);
+        if (provider == NULL) {
+            goto bad;
+        }
+        model = jstr(v, "model", 95);
+        jint(v, "input_tokens", t[0], &in);
+        jint(v, "output_tokens", t[1], &out);
+        jint(v, "cached_tokens", t[2], &cached);
+
+        if (in >= 0 || out >= 0) {
+            long long c = ingest_cost(b->prices, b->n_prices, provider, model,
+                                      in, out, cached, &found);
+            if (found) {
+                snprintf(cost_buf, sizeof(cost_buf), "%lld", c);
+                cost = cost_buf;
+            } else {
+                b->unpriced++;
+            }
+        }
+
+        batch_month(b, ts);
+        copy_field(&b->usage, ts, 0);
+        copy_field(&b->usage, jstr(v, "request_id", 64), 0);
+        copy_field(&b->usage, tenant, 0);
+        copy_field(&b->usage, juuid(v, "key_id"), 0);
+        copy_field(&b->usage, jstr(v, "env", 32), 0);
+        copy_field(&b->usage, provider, 0);
+        copy_field(&b->usage, model, 0);
+        copy_field(&b->usage, jstr(v, "path", 2048), 0);
+        copy_field(&b->usage, jint(v, "status", t[3], NULL), 0);
+        copy_field(&b->usage, jbool(v, "stream", "f"), 0);
+        copy_field(&b->usage, t[0][0] && in >= 0 ? t[0] : NULL, 0);
+        copy_field(&b->usage, out >= 0 ? t[1] : NULL, 0);
+        copy_field(&b->usage, cached >= 0 ? t[2] : NULL, 0);
+        copy_field(&b->usage, jint(v, "reasoning_tokens", t[4], NULL), 0);
+        copy_field(&b->usage, jint(v, "total_tokens", t[5], NULL), 0);
+        copy_field(&b->usage, cost, 0);
+        copy_field(&b->usage, jint(v, "ttfb_ms", t[6], NULL), 0);
+        copy_field(&b->usage, jint(v, "latency_ms", t[7], NULL), 0);
+        copy_field(&b->usage, jint(v, "bytes_in", t[8], NULL), 0);
+        copy_field(&b->usage, jint(v, "bytes_out", t[9], NULL), 0);
+        copy_field(&b->usage, jstr(v, "client_ip", 64), 0);
+        copy_field(&b->usage, jstr(v, "error_kind", 64), 0);
+        copy_field(&b->usage, jbool(v, "completed", "t"), 1);
+        b->n_usage++;
+
+    } else if (strcmp(type, "violation") == 0) {
+        if (juuid(v, "id") == NULL || jstr(v, "action", 16) == NULL) {
+            goto bad;
+        }
+        copy_field(&b->viol, juuid(v, "id"), 0);
+        copy_field(&b->viol, ts, 0);
+        copy_field(&b->viol, jstr(v, "request_id", 64), 0);
+        copy_field(&b->viol, tenant, 0);
+        copy_field(&b->viol, juuid(v, "key_id"), 0);
+        copy_field(&b->viol, jstr(v, "env", 32), 0);
+        copy_field(&b->viol, jstr(v, "provider", 16), 0);
+        copy_field(&b->viol, juuid(v, "rule_id"), 0);
+        copy_field(&b->viol, jstr(v, "rule_name", 200), 0);
+        copy_field(&b->viol, jstr(v, "rule_type", 16), 0);
+        copy_field(&b->viol, jstr(v, "action", 16), 0);
+        copy_field(&b->viol, jstr(v, "detector", 64), 0);
+        copy_field(&b->viol, jstr(v, "excerpt", 512), 1);
+        b->n_viol++;
+
+    } else {
+        goto bad;
+    }
+
+    yajl_tree_free(v);
+    return 0;
+
+bad:
+    if (v != NULL) {
+        yajl_tree_free(v);
+    }
+    b->rejected++;
+    log_warn("msg=\"ingest: rejected spool line\" line=\"%.*s\"",
+             (int) (len > 200 ? 200 : len), line);
+    return -1;
+}
+
+
+static int
+pq_ok(PGconn *c, PGresult *res, const char *what)
+{
+    ExecStatusType st = PQresultStatus(res);
+    int            ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+
+    if (!ok) {
+        pthread_mutex_lock(&stats_lock);
+        snprintf(stats.last_error, sizeof(stats.last_error), "%s: %s", what,
+                 PQstatus(c) == CONNECTION_OK ? PQresultErrorMessage(res)
+                                              : "connection lost");
+        char *nl = strchr(stats.last_error, '\n');
+        if (nl) {
+            *nl = '\0';
+        }
+        pthread_mutex_unlock(&stats_lock);
+        log_warn("msg=\"ingest: %s failed\" error=\"%s\"", what,
+                 PQresultErrorMessage(res));
+    }
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+
+/* COPY FROM STDIN: PQexec answers PGRES_COPY_IN, then we stream the rows */
+static int
+copy_in(PGconn *c, const char *sql, buf_t *rows, const char *what)
+{
+    PGresult *res;
+
+    if (rows->len == 0) {
+        return 0;
+    }
+    res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_COPY_IN) {
+        return pq_ok(c, res, what);
+    }
+    PQclear(res);
+
+    if (PQputCopyData(c, rows->p, (int) rows->len) != 1
+        || PQputCopyEnd(c, NULL) != 1)
+    {
+        return pq_ok(c, PQgetResult(c), what);
+    }
+
+    res = PQgetResult(c);
+    if (pq_ok(c, res, what) != 0) {
+        while ((res = PQgetResult(c)) != NULL) {
+            PQclear(res);
+        }
+        return -1;
+    }
+    while ((res = PQgetResult(c)) != NULL) {
+        PQclear(res);
+    }
+    return 0;
+}
+
+
+static int
+commit_batch(PGconn *c, batch_t *b, spool_file_t *f, long long new_offset)
+{
+    char        off[24], recs[24], month[16];
+    const char *p[3];
+    int         i;
+
+    if (pq_ok(c, PQexec(c, "BEGIN"), "begin") != 0) {
+        return -1;
+    }
+
+    for (i = 0; i < b->n_months; i++) {
+        snprintf(month, sizeof(month), "%s-01", b->months[i]);
+        p[0] = month;
+        if (pq_ok(c, PQexecParams(c, "SELECT usage_ensure_partition($1)", 1,
+                                  NULL, p, NULL, NULL, 0), "partition") != 0)
+        {
+            goto fail;
+        }
+    }
+
+    if (copy_in(c, "COPY usage_logs (created_at, request_id, tenant_id,"
+                   " key_id, env, provider, model, path, status, stream,"
+                   " input_tokens, output_tokens, cached_tokens,"
+                   " reasoning_tokens, total_tokens, cost_micro_usd, ttfb_ms,"
+                   " latency_ms, bytes_in, bytes_out, client_ip, error_kind,"
+                   " completed) FROM STDIN", &b->usage, "copy usage") != 0)
+    {
+        goto fail;
+    }
+
+    if (b->viol.len > 0) {
+        /* a violation id is the module's, shown to the client: keep the
+         * first copy if a record ever came twice */
+        if (pq_ok(c, PQexec(c, "CREATE TEMP TABLE IF NOT EXISTS viol_stage"
+                               " (LIKE violations) ON COMMIT DELETE ROWS"),
+                  "stage") != 0
+            || copy_in(c, "COPY viol_stage (id, created_at, request_id,"
+                          " tenant_id, key_id, env, provider, rule_id,"
+                          " rule_name, rule_type, action, detector, excerpt)"
+                          " FROM STDIN", &b->viol, "copy violations") != 0
+            || pq_ok(c, PQexec(c, "INSERT INTO violations SELECT * FROM"
+                                  " viol_stage ON CONFLICT (id) DO NOTHING"),
+                     "violations") != 0)
+        {
+            goto fail;
+        }
+    }
+
+    snprintf(off, sizeof(off), "%lld", new_offset);
+    snprintf(recs, sizeof(recs), "%lld", b->n_usage + b->n_viol);
+    p[0] = f->base;
+    p[1] = off;
+    p[2] = recs;
+    if (pq_ok(c, PQexecParams(c,
+                  "INSERT INTO spool_offsets (file, \"offset\", records)"
+                  " VALUES ($1, $2, $3) ON CONFLICT (file) DO UPDATE"
+                  " SET \"offset\" = EXCLUDED.\"offset\","
+                  " records = spool_offsets.records + EXCLUDED.records,"
+                  " updated_at = now()", 3, NULL, p, NULL, NULL, 0),
+              "checkpoint") != 0)
+    {
+        goto fail;
+    }
+
+    return pq_ok(c, PQexec(c, "COMMIT"), "commit");
+
+fail:
+    PQclear(PQexec(c, "ROLLBACK"));
+    return -1;
+}
+
+
+static int
+load_prices(PGconn *c, price_t **out)
+{
+    PGresult *res;
+    price_t  *p;
+    int       i, n;
+
+    /* the table is the base; admin configs' model_prices (if any) is
+     * applied over it by the admin handler writing into the same table */
+    res = PQexec(c, "SELECT provider, model, input_per_m, output_per_m,"
+                    " coalesce(cached_per_m, input_per_m) FROM model_prices");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        PQclear(res);
+        return -1;
+    }
+    n = PQntuples(res);
+    p = calloc(n ? n : 1, sizeof(price_t));
+    if (p == NULL) {
+        PQclear(res);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        snprintf(p[i].provider, sizeof(p[i].provider), "%s",
+                 PQgetvalue(res, i, 0));
+        snprintf(p[i].model, sizeof(p[i].model), "%s", PQgetvalue(res, i, 1));
+        p[i].in = atof(PQgetvalue(res, i, 2));
+        p[i].out = atof(PQgetvalue(res, i, 3));
+        p[i].cached = atof(PQgetvalue(res, i, 4));
+    }
+    PQclear(res);
+    *out = p;
+    return n;
+}
+
+
+static int
+cmp_files(const void *a, const void *b)
+{
+    return strcmp(((const spool_file_t *) a)->name,
+                  ((const spool_file_t *) b)->name);
+}
+
+
+static int
+list_spool(const char *dir, spool_file_t **out)
+{
+    DIR           *d;
+    struct dirent *e;
+    struct stat    sb;
+    spool_file_t  *files;
+    char           path[4096];
+    size_t         nl;
+    int            n = 0;
+    long           pid;
+
+    d = opendir(dir);
+    if (d == NULL) {
+        return -1;
+    }
+    files = calloc(MAX_FILES, sizeof(spool_file_t));
+    if (files == NULL) {
+        closedir(d);
+        return -1;
+    }
+
+    while ((e = readdir(d)) != NULL && n < MAX_FILES) {
+        spool_file_t *f = &files[n];
+        int           sealed;
+
+        nl = strlen(e->d_name);
+        if (nl > 6 && strcmp(e->d_name + nl - 6, ".jsonl") == 0) {
+            sealed = 1;
+            nl -= 6;
+        } else if (nl > 5 && strcmp(e->d_name + nl - 5, ".open") == 0) {
+            sealed = 0;
+            nl -= 5;
+        } else {
+            continue;
+        }
+        if (nl >= sizeof(f->base) || strlen(e->d_name) >= sizeof(f->name)) {
+            continue;
+        }
+
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+            continue;
+        }
+
+        if (!sealed) {
+            /* a worker that died without rotating leaves .open behind */
+            pid = strtol(e->d_name, NULL, 10);
+            if (pid > 0 && kill((pid_t) pid, 0) != 0 && errno == ESRCH
+                && time(NULL) - sb.st_mtime > OPEN_STALE_SEC)
+            {
+                sealed = 1;
+            }
+        }
+
+        memcpy(f->base, e->d_name, nl);
+        f->base[nl] = '\0';
+        memcpy(f->name, e->d_name, strlen(e->d_name) + 1);
+        f->sealed = sealed;
+        f->size = sb.st_size;
+        n++;
+    }
+    closedir(d);
+
+    qsort(files, n, sizeof(spool_file_t), cmp_files);
+    *out = files;
+    return n;
+}
+
+
+static int
+load_offsets(PGconn *c, spool_file_t *files, int n)
+{
+    PGresult *res;
+    int       i, j;
+
+    res = PQexec(c, "SELECT file, \"offset\" FROM spool_offsets");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        return pq_ok(c, res, "offsets");
+    }
+    for (i = 0; i < n; i++) {
+        files[i].offset = 0;
+        for (j = 0; j < PQntuples(res); j++) {
+            if (strcmp(PQgetvalue(res, j, 0), files[i].base) == 0) {
+                files[i].offset = atoll(PQgetvalue(res, j, 1));
+                break;
+            }
+        }
+    }
+    PQclear(res);
+    return 0;
+}
+
+
+static long long
+count_lines(int fd, long long from, long long to)
+{
+    char      buf[65536];
+    long long n = 0;
+    ssize_t   r;
+    char     *p, *end;
+
+    while (from < to) {
+        r = pread(fd, buf, (size_t) (to - from < (long long) sizeof(buf)
+                                     ? to - from : (long long) sizeof(buf)),
+                  from);
+        if (r <= 0) {
+            break;
+        }
+        for (p = buf, end = buf + r; (p = memchr(p, '\n', end - p)); p++) {
+            n++;
+        }
+        from += r;
+    }
+    return n;
+}
+
+
+/* Ingests one file from its checkpoint. Returns records or -1. */
+static long long
+ingest_file(PGconn *c, const char *dir, spool_file_t *f, price_t *prices,
+    int n_prices, ingest_stats_t *st)
+{
+    char      path[4096], *data = NULL;
+    batch_t   b;
+    long long total = 0, want, end;
+    ssize_t   r;
+    int       fd;
+    char     *p, *nl, *last;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, f->name);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;       /* rotated or removed meanwhile: next pass */
+    }
+
+    if (f->offset > f->size) {
+        /* a checkpoint past the end means the file is not the one we
+         * read: refuse to guess, and say so */
+        log_error("msg=\"ingest: checkpoint beyond end of file\" file=%s",
+                  f->name);
+        close(fd);
+        return 0;
+    }
+
+    data = malloc(BATCH_BYTES + 1);
+    if (data == NULL) {
+        close(fd);
+        return -1;
+    }
+
+    while (f->offset < f->size && !ingest_stop_flag) {
+        want = f->size - f->offset;
+        if (want > BATCH_BYTES) {
+            want = BATCH_BYTES;
+        }
+        r = pread(fd, data, (size_t) want, f->offset);
+        if (r <= 0) {
+            break;
+        }
+
+        last = memrchr(data, '\n', (size_t) r);
+        if (last == NULL) {
+            if (r == BATCH_BYTES || f->sealed) {
+                /* an oversize line, or the torn tail of a sealed file:
+                 * skip it so the file can be finished */
+                end = f->offset + r;
+                memset(&b, 0, sizeof(b));
+                b.rejected = 1;
+                log_warn("msg=\"ingest: skipped incomplete data\" file=%s"
+                         " bytes=%zd", f->name, r);
+            } else {
+                break;  /* a line being written: next pass */
+            }
+        } else {
+            memset(&b, 0, sizeof(b));
+            b.prices = prices;
+            b.n_prices = n_prices;
+            for (p = data; p <= last; p = nl + 1) {
+                nl = memchr(p, '\n', last - p + 1);
+                (void) batch_line(&b, p, nl - p);
+            }
+            end = f->offset + (last - data) + 1;
+        }
+
+        if (commit_batch(c, &b, f, end) != 0) {
+            free(b.usage.p);
+            free(b.viol.p);
+            total = -1;
+            break;
+        }
+
+        f->offset = end;
+        total += b.n_usage + b.n_viol;
+        st->ingested += b.n_usage + b.n_viol;
+        st->rejected += b.rejected;
+        st->unpriced += b.unpriced;
+        st->batches++;
+        free(b.usage.p);
+        free(b.viol.p);
+    }
+
+    free(data);
+    close(fd);
+    return total;
+}
+
+
+long long
+ingest_pass(PGconn *c, const char *dir, ingest_stats_t *st)
+{
+    spool_file_t *files = NULL;
+    price_t      *prices = NULL;
+    long long     total = 0, got, backlog = 0, backlog_recs = 0;
+    char          path[4096];
+    const char   *p[1];
+    int           n, n_prices, i, fd;
+
+    n = list_spool(dir, &files);
+    if (n < 0) {
+        return 0;
+    }
+    if (n == 0) {
+        st->backlog_bytes = st->backlog_records = st->files = 0;
+        free(files);
+        return 0;
+    }
+
+    if (load_offsets(c, files, n) != 0
+        || (n_prices = load_prices(c, &prices)) < 0)
+    {
+        total = -1;
+        goto backlog;
+    }
+
+    for (i = 0; i < n && !ingest_stop_flag; i++) {
+        got = ingest_file(c, dir, &files[i], prices, n_prices, st);
+        if (got < 0) {
+            total = -1;
+            break;
+        }
+        total += got;
+
+        if (files[i].sealed && files[i].offset == files[i].size) {
+            snprintf(path, sizeof(path), "%s/%s", dir, files[i].name);
+            if (unlink(path) == 0 || errno == ENOENT) {
+                p[0] = files[i].base;
+                PQclear(PQexecParams(c, "DELETE FROM spool_offsets"
+                                        " WHERE file = $1", 1, NULL, p, NULL,
+                                     NULL, 0));
+                files[i].size = 0;
+                files[i].offset = 0;
+            }
+        }
+    }
+
+backlog:
+    for (i = 0; i < n; i++) {
+        if (files[i].size > files[i].offset) {
+            backlog += files[i].size - files[i].offset;
+            snprintf(path, sizeof(path), "%s/%s", dir, files[i].name);
+            fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) {
+                backlog_recs += count_lines(fd, files[i].offset,
+                                            files[i].size);
+                close(fd);
+            }
+        }
+    }
+    st->backlog_bytes = backlog;
+    st->backlog_records = backlog_recs;
+    st->files = n;
+
+    free(prices);
+    free(files);
+    return total;
+}
+
+
+static void
+set_error(const char *what, const char *err)
+{
+    pthread_mutex_lock(&stats_lock);
+    snprintf(stats.last_error, sizeof(stats.last_error), "%.40s: %.110s", what,
+             err);
+    pthread_mutex_unlock(&stats_lock);
+}
+
+
+static void *
+ingest_main(void *arg)
+{
+    ingest_stats_t local;
+    PGconn        *c = NULL;
+    char           err[256];
+    long long      got;
+    int            backoff_ms = 250;
+
+    (void) arg;
+    memset(&local, 0, sizeof(local));
+
+    while (!ingest_stop_flag) {
+        if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+            PQfinish(c);
+            c = db_connect_once(cfg.database_url, err, sizeof(err));
+        }
+
+        if (c == NULL) {
+            /* the database is away: records wait in the spool, the last
+             * backlog figures stay in /health with the error */
+            set_error("connect", err);
+            got = -1;
+        } else {
+            got = ingest_pass(c, cfg.spool_dir, &local);
+
+            pthread_mutex_lock(&stats_lock);
+            if (got < 0) {
+                memcpy(local.last_error, stats.last_error,
+                       sizeof(local.last_error));
+            } else {
+                local.last_error[0] = '\0';
+            }
+            stats = local;
+            pthread_mutex_unlock(&stats_lock);
+        }
+
+        if (got < 0) {
+            usleep(backoff_ms * 1000);
+            backoff_ms = backoff_ms < 4000 ? backoff_ms * 2 : 5000;
+            continue;
+        }
+
+        backoff_ms = 250;
+        if (got == 0) {
+            usleep(200 * 1000);
+        }
+    }
+
+    PQfinish(c);
+    return NULL;
+}
+
+
+int
+ingest_start(void)
+{
+    if (cfg.spool_dir == NULL || cfg.spool_dir[0] == '\0') {
+        return 0;
+    }
+    if (mkdir(cfg.spool_dir, 0755) != 0 && errno != EEXIST) {
+        log_error("msg=\"cannot create spool directory\" dir=\"%s\" error=\"%s\"",
+                  cfg.spool_dir, strerror(errno));
+        return -1;
+    }
+    ingest_stop_flag = 0;
+    if (pthread_create(&ingest_thread, NULL, ingest_main, NULL) != 0) {
+        return -1;
+    }
+    ingest_running = 1;
+    log_info("msg=\"ingester started\" spool=\"%s\"", cfg.spool_dir);
+    return 0;
+}
+
+
+void
+ingest_stop(void)
+{
+    if (!ingest_running) {
+        return;
+    }
+    ingest_stop_flag = 1;
+    pthread_join(ingest_thread, NULL);
+    ingest_running = 0;
+}
+
+
+void
+ingest_stats(ingest_stats_t *out)
+{
+    pthread_mutex_lock(&stats_lock);
+    *out = stats;
+    pthread_mutex_unlock(&stats_lock);
+}
