@@ -24,6 +24,12 @@ UNIT_SRC    := $(wildcard sidecar/tests/*.c)
 UNIT_OBJ    := $(patsubst sidecar/tests/%.c,$(BUILD)/obj/tests/%.o,$(UNIT_SRC))
 HEADERS     := $(wildcard sidecar/src/*.h sidecar/src/handlers/*.h sidecar/tests/*.h)
 
+# the module's pure C parsers (no nginx types): unit tests and fuzz targets
+MODULE_PURE := $(wildcard ngx_trueport_module/trueport_*.c)
+MODULE_PURE_H := $(wildcard ngx_trueport_module/trueport_*.h)
+PURE_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
+FUZZERS     := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard t/fuzz/fuzz_*.c))
+
 .PHONY: all module sidecar unit deps run stop test clean fuzz bench
 
 all: module sidecar unit
@@ -33,7 +39,19 @@ module:
 
 sidecar: $(BUILD)/trueport-sidecar
 
-unit: $(BUILD)/unit-tests
+unit: $(BUILD)/unit-tests $(PURE_TESTS)
+
+$(BUILD)/unit/%: t/unit/%.c $(MODULE_PURE) $(MODULE_PURE_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ingx_trueport_module -o $@ $< $(MODULE_PURE) $(LDLIBS) -lz
+
+# libFuzzer targets (clang); run one with e.g. build/fuzz/fuzz_usage -max_total_time=60
+fuzz: $(FUZZERS)
+
+$(BUILD)/fuzz/%: t/fuzz/%.c $(MODULE_PURE) $(MODULE_PURE_H)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Ingx_trueport_module \
+	    $(shell pkg-config --cflags yajl) -o $@ $< $(MODULE_PURE) -lyajl -lz
 
 $(BUILD)/trueport-sidecar: $(SIDECAR_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
