@@ -111,12 +111,6 @@ router_dispatch(req_t *r)
         r->params[i] = m.values[i];
     }
 
-    if (r->body_too_large) {
-        reply_error(r, 413, "payload_too_large",
-                    "request body exceeds the limit");
-        return;
-    }
-
     if (m.route->min_role != ROLE_NONE
         && auth_require(r, m.route->min_role) != 0)
     {

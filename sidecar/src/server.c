@@ -172,16 +172,14 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
         req_start(r, conn, method, url);
         *con_cls = r;
 
-        /* refuse a declared oversize body before reading any of it */
+        /* a declared oversize body is read and dropped, then refused:
+         * answering before it is read makes a proxy in front report 502 */
         cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                          "Content-Length");
         if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)
                                                    cfg.max_body)
         {
             r->body_too_large = 1;
-            reply_error(r, 413, "payload_too_large",
-                        "request body exceeds %ld bytes", cfg.max_body);
-            return queue_reply(r);
         }
         return MHD_YES;
     }
@@ -194,9 +192,10 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
         return MHD_YES;
     }
 
-    if (req_replied(r)) {
-        /* 413 already queued */
-        return MHD_YES;
+    if (r->body_too_large) {
+        reply_error(r, 413, "payload_too_large",
+                    "request body exceeds %ld bytes", cfg.max_body);
+        return queue_reply(r);
     }
 
     router_dispatch(r);
