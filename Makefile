@@ -43,7 +43,7 @@ unit: $(BUILD)/unit-tests $(PURE_TESTS)
 
 $(BUILD)/unit/%: t/unit/%.c $(MODULE_PURE) $(MODULE_PURE_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Ingx_trueport_module -o $@ $< $(MODULE_PURE) $(LDLIBS) -lz
+	$(CC) $(CFLAGS) -Ingx_trueport_module -o $@ $< $(MODULE_PURE) $(LDLIBS) -lz -lpcre2-8
 
 # libFuzzer targets (clang); run one with e.g. build/fuzz/fuzz_usage -max_total_time=60
 fuzz: $(FUZZERS)
@@ -51,7 +51,7 @@ fuzz: $(FUZZERS)
 $(BUILD)/fuzz/%: t/fuzz/%.c $(MODULE_PURE) $(MODULE_PURE_H)
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Ingx_trueport_module \
-	    $(shell pkg-config --cflags yajl) -o $@ $< $(MODULE_PURE) -lyajl -lz
+	    $(shell pkg-config --cflags yajl) -o $@ $< $(MODULE_PURE) -lyajl -lz -lpcre2-8
 
 $(BUILD)/trueport-sidecar: $(SIDECAR_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -13,6 +13,9 @@ for p in "${pkgs[@]}"; do
         || missing+=("$p")
 done
 
+# the mock provider and the SDK tests run on Node.js (any 18+)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

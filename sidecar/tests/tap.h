@@ -36,5 +36,6 @@ void test_json(void);
 void test_config(void);
 void test_token(void);
 void test_misc(void);
+void test_secrets(void);     /* organisations: secrets at rest, slugs */
 
 #endif

@@ -11,6 +11,7 @@ main(void)
     test_config();
     test_token();
     test_misc();
+    test_secrets();
     printf("1..%d\n", tap_n);
     return tap_failed ? 1 : 0;
 }

@@ -1,0 +1,2507 @@
+/* trueport_policy.c - policy rules: validation, compilation, evaluation.
+ *
+ * Rules are parsed into a small tree (trueport_prompt.c's scanner), checked
+ * field by field with a reason for the sidecar's 422, and compiled once:
+ * PCRE2 patterns JIT-compiled, keyword lists into an Aho-Corasick automaton
+ * over byte classes, glob lists and limits copied. Evaluation runs every
+ * detector as one linear pass over the prompt's text; only regexes can be
+ * costly, and they run under PCRE2's limits and a time budget. */
+#include "trueport_policy.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_RULES        10000
+#define MAX_PATTERNS     64
+#define MAX_PATTERN_LEN  4096
+#define MAX_KEYWORDS     20000
+#define MAX_KEYWORD_LEN  256
+#define MAX_AC_BYTES     (32u * 1024 * 1024)   /* transition table */
+#define MAX_LIST         10000                  /* globs, scope entries */
+#define DEFAULT_PRIORITY 100
+
+enum { T_REGEX = 0, T_KEYWORDS, T_PII, T_MODEL, T_LIMITS, T_COUNT };
+
+static const char *type_names[T_COUNT] = {
+    "regex", "keywords", "pii", "model", "limits"
+};
+
+enum {
+    D_EMAIL = 0, D_PHONE, D_CARD, D_SSN, D_IBAN, D_IPV4, D_SECRETS, D_COUNT
+};
+
+static const char *det_names[D_COUNT] = {
+    "email", "phone", "credit_card", "ssn", "iban", "ipv4", "secrets"
+};
+
+
+/* ---- compiled forms ---- */
+
+typedef struct {
+    uint8_t   cls[256];          /* byte -> class, 0: in no keyword */
+    uint32_t  ncls;
+    uint32_t  nstates;
+    int32_t  *delta;             /* nstates x ncls, a full DFA */
+    uint16_t *delta16;           /* the same when it fits: half the cache */
+    int32_t  *out;               /* keyword ending in this state, or -1 */
+    int32_t  *dict;              /* next state with an output on the
+                                    failure chain, or -1 */
+    int32_t  *hit;               /* first state with an output: self or dict */
+    uint32_t *kwlen;
+    uint8_t  *kwedge;            /* 1: boundary needed before, 2: after */
+} ac_t;
+
+typedef struct {
+    char       *id;
+    char       *name;
+    int         type;
+    int         action;
+    long        priority;
+    size_t      order;
+
+    unsigned    providers;       /* bit per provider, 0: all */
+    char      **envs;
+    size_t      nenvs;
+    char      **keys;
+    size_t      nkeys;
+
+    pcre2_code **re;
+    size_t       nre;
+    ac_t        *ac;
+    unsigned     detectors;      /* bit per D_* */
+    char       **allow;
+    size_t       nallow;
+    char       **deny;
+    size_t       ndeny;
+    int64_t      max_chars;      /* -1: no limit */
+    int64_t      max_out;
+} rule_t;
+
+struct tp_policy_set_s {
+    tp_arena_t              arena;
+    pcre2_general_context  *gctx;
+    pcre2_compile_context  *cctx;
+    pcre2_match_context    *mctx;
+    pcre2_code            **codes;        /* every pattern, for destroy */
+    size_t                  ncodes, codes_cap;
+    rule_t                 *rules;
+    size_t                  nrules;
+};
+
+
+/* ---- PCRE2 memory through tp_alloc_t ---- */
+
+static void *
+re_malloc(PCRE2_SIZE n, void *data)
+{
+    const tp_alloc_t *a = data;
+
+    return a->alloc(a->ctx, n);
+}
+
+
+static void
+re_free(void *p, void *data)
+{
+    const tp_alloc_t *a = data;
+
+    if (p != NULL) {
+        a->free(a->ctx, p);
+    }
+}
+
+
+/* ---- a JSON tree for rules ---- */
+
+enum { JV_NULL = 0, JV_FALSE, JV_TRUE, JV_NUM, JV_STR, JV_ARR, JV_OBJ };
+
+typedef struct jv_s jv_t;
+
+struct jv_s {
+    int     type;
+    char   *s;                   /* string (decoded) or number text */
+    size_t  len;
+    char   *key;                 /* member name in an object */
+    jv_t   *child, *last, *next;
+    size_t  n;
+};
+
+typedef struct {
+    tp_arena_t *ar;
+    jv_t       *stack[TP_JSON_MAX_DEPTH];
+    int         depth;
+    jv_t       *root;
+    char       *key;
+} dom_t;
+
+#define DOM_ENOMEM (-20)
+
+
+static jv_t *
+dom_add(dom_t *d, int type)
+{
+    jv_t *v = tp_arena_alloc(d->ar, sizeof(*v)), *parent;
+
+    if (v == NULL) {
+        return NULL;
+    }
+    memset(v, 0, sizeof(*v));
+    v->type = type;
+    if (d->depth == 0) {
+        d->root = v;
+        return v;
+    }
+    parent = d->stack[d->depth - 1];
+    if (parent->type == JV_OBJ) {
+        v->key = d->key;
+    }
+    if (parent->last) {
+        parent->last->next = v;
+    } else {
+        parent->child = v;
+    }
+    parent->last = v;
+    parent->n++;
+    return v;
+}
+
+
+static char *
+dom_str(dom_t *d, const unsigned char *raw, size_t len, int escaped,
+        size_t *outlen)
+{
+    char *s = tp_arena_alloc(d->ar, len + 1);
+
+    if (s == NULL) {
+        return NULL;
+    }
+    if (escaped) {
+        len = tp_json_unescape(raw, len, (unsigned char *) s);
+    } else {
+        memcpy(s, raw, len);
+    }
+    s[len] = '\0';
+    *outlen = len;
+    return s;
+}
+
+
+static int
+dom_start(void *ctx, int array)
+{
+    dom_t *d = ctx;
+    jv_t  *v = dom_add(d, array ? JV_ARR : JV_OBJ);
+
+    if (v == NULL) {
+        return DOM_ENOMEM;
+    }
+    d->stack[d->depth++] = v;
+    return 0;
+}
+
+
+static int
+dom_end(void *ctx, int array)
+{
+    dom_t *d = ctx;
+
+    (void) array;
+    d->depth--;
+    return 0;
+}
+
+
+static int
+dom_key(void *ctx, const unsigned char *raw, size_t len, int escaped)
+{
+    dom_t  *d = ctx;
+    size_t  n;
+
+    d->key = dom_str(d, raw, len, escaped, &n);
+    return d->key ? 0 : DOM_ENOMEM;
+}
+
+
+static int
+dom_string(void *ctx, const unsigned char *raw, size_t len, int escaped)
+{
+    dom_t *d = ctx;
+    jv_t  *v = dom_add(d, JV_STR);
+
+    if (v == NULL || (v->s = dom_str(d, raw, len, escaped, &v->len)) == NULL) {
+        return DOM_ENOMEM;
+    }
+    return 0;
+}
+
+
+static int
+dom_number(void *ctx, const unsigned char *raw, size_t len)
+{
+    dom_t *d = ctx;
+    jv_t  *v = dom_add(d, JV_NUM);
+
+    if (v == NULL || (v->s = dom_str(d, raw, len, 0, &v->len)) == NULL) {
+        return DOM_ENOMEM;
+    }
+    return 0;
+}
+
+
+static int
+dom_literal(void *ctx, int which)
+{
+    dom_t *d = ctx;
+
+    return dom_add(d, which == TP_JSON_TRUE ? JV_TRUE
+                      : which == TP_JSON_FALSE ? JV_FALSE : JV_NULL)
+           ? 0 : DOM_ENOMEM;
+}
+
+
+static const tp_json_cb_t dom_cb = {
+    dom_start, dom_end, dom_key, dom_string, dom_number, dom_literal
+};
+
+
+/* 0, -1 malformed (err set), -2 out of memory */
+static int
+dom_parse(tp_arena_t *ar, const char *json, size_t len, jv_t **root,
+          char *err, size_t errlen)
+{
+    dom_t *d;
+    int    rc;
+
+    d = ar->a.alloc(ar->a.ctx, sizeof(*d));
+    if (d == NULL) {
+        return -2;
+    }
+    memset(d, 0, sizeof(*d));
+    d->ar = ar;
+    rc = tp_json_scan((const unsigned char *) json, len, &dom_cb, d, err,
+                      errlen);
+    *root = d->root;
+    ar->a.free(ar->a.ctx, d);
+    return rc == 0 ? 0 : rc == DOM_ENOMEM ? -2 : -1;
+}
+
+
+/* the last member of that name, as most JSON readers do */
+static jv_t *
+jget(const jv_t *obj, const char *key)
+{
+    jv_t *c, *found = NULL;
+
+    if (obj == NULL || obj->type != JV_OBJ) {
+        return NULL;
+    }
+    for (c = obj->child; c; c = c->next) {
+        if (strcmp(c->key, key) == 0) {
+            found = c;
+        }
+    }
+    return found;
+}
+
+
+/* ---- validation and compilation ---- */
+
+typedef struct {
+    tp_policy_set_t *set;
+    char            *err;
+    size_t           errlen;
+    int              nomem;
+} cc_t;
+
+
+static int
+cfail(cc_t *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (c->errlen) {
+        va_start(ap, fmt);
+        vsnprintf(c->err, c->errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+
+static int
+cnomem(cc_t *c)
+{
+    c->nomem = 1;
+    return cfail(c, "out of memory");
+}
+
+
+/* an integer in [min, max] written without fraction or exponent */
+static int
+jint(const jv_t *v, long long min, long long max, long long *out)
+{
+    char      *end;
+    long long  n;
+
+    if (v->type != JV_NUM || strpbrk(v->s, ".eE") != NULL) {
+        return -1;
+    }
+    n = strtoll(v->s, &end, 10);
+    if (*end != '\0' || n < min || n > max) {
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+
+/* an array of non-empty strings (null or absent: empty) */
+static int
+str_list(cc_t *c, const jv_t *v, const char *path, size_t max, char ***out,
+         size_t *n)
+{
+    jv_t   *e;
+    size_t  i = 0;
+    char  **list;
+
+    *out = NULL;
+    *n = 0;
+    if (v == NULL || v->type == JV_NULL) {
+        return 0;
+    }
+    if (v->type != JV_ARR) {
+        return cfail(c, "%s: must be an array of strings", path);
+    }
+    if (v->n > max) {
+        return cfail(c, "%s: more than %zu entries", path, max);
+    }
+    if (v->n == 0) {
+        return 0;
+    }
+    list = tp_arena_alloc(&c->set->arena, v->n * sizeof(char *));
+    if (list == NULL) {
+        return cnomem(c);
+    }
+    for (e = v->child; e; e = e->next, i++) {
+        if (e->type != JV_STR) {
+            return cfail(c, "%s[%zu]: must be a string", path, i);
+        }
+        if (e->len == 0) {
+            return cfail(c, "%s[%zu]: must not be empty", path, i);
+        }
+        list[i] = e->s;
+    }
+    *out = list;
+    *n = i;
+    return 0;
+}
+
+
+static int
+add_code(cc_t *c, pcre2_code *code)
+{
+    tp_policy_set_t  *set = c->set;
+    pcre2_code      **nc;
+
+    if (set->ncodes == set->codes_cap) {
+        set->codes_cap = set->codes_cap ? set->codes_cap * 2 : 16;
+        nc = tp_arena_alloc(&set->arena, set->codes_cap * sizeof(*nc));
+        if (nc == NULL) {
+            pcre2_code_free(code);
+            return cnomem(c);
+        }
+        if (set->ncodes) {
+            memcpy(nc, set->codes, set->ncodes * sizeof(*nc));
+        }
+        set->codes = nc;
+    }
+    set->codes[set->ncodes++] = code;
+    return 0;
+}
+
+
+static int
+compile_regex(cc_t *c, rule_t *r, const jv_t *cfg)
+{
+    const jv_t  *pats = jget(cfg, "patterns"), *e;
+    pcre2_code  *code;
+    PCRE2_UCHAR  msg[160];
+    PCRE2_SIZE   eoff;
+    int          ecode;
+    size_t       i = 0;
+
+    if (pats == NULL || pats->type != JV_ARR) {
+        return cfail(c, "config.patterns: must be an array of strings");
+    }
+    if (pats->n == 0) {
+        return cfail(c, "config.patterns: must not be empty");
+    }
+    if (pats->n > MAX_PATTERNS) {
+        return cfail(c, "config.patterns: more than %d patterns",
+                     MAX_PATTERNS);
+    }
+    r->re = tp_arena_alloc(&c->set->arena, pats->n * sizeof(pcre2_code *));
+    if (r->re == NULL) {
+        return cnomem(c);
+    }
+    for (e = pats->child; e; e = e->next, i++) {
+        if (e->type != JV_STR) {
+            return cfail(c, "config.patterns[%zu]: must be a string", i);
+        }
+        if (e->len == 0) {
+            return cfail(c, "config.patterns[%zu]: must not be empty", i);
+        }
+        if (e->len > MAX_PATTERN_LEN) {
+            return cfail(c, "config.patterns[%zu]: longer than %d bytes", i,
+                         MAX_PATTERN_LEN);
+        }
+        code = pcre2_compile((PCRE2_SPTR) e->s, e->len,
+                             PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF
+                             | PCRE2_NEVER_BACKSLASH_C,
+                             &ecode, &eoff, c->set->cctx);
+        if (code == NULL) {
+            if (ecode == PCRE2_ERROR_HEAP_FAILED || ecode == PCRE2_ERROR_NOMEMORY) {
+                return cnomem(c);
+            }
+            pcre2_get_error_message(ecode, msg, sizeof(msg));
+            return cfail(c, "config.patterns[%zu]: %s at offset %zu", i,
+                         (char *) msg, (size_t) eoff);
+        }
+        if (add_code(c, code) != 0) {
+            return -1;
+        }
+        /* without JIT (an unsupported CPU) the interpreter runs instead,
+         * under the same limits */
+        (void) pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+        r->re[r->nre++] = code;
+    }
+    return 0;
+}
+
+
+static int
+cp_word_first(const unsigned char *s, size_t n)
+{
+    return tp_utf8_word_at(s, n, 0);
+}
+
+
+static int
+cp_word_last(const unsigned char *s, size_t n)
+{
+    return tp_utf8_word_before(s, n);
+}
+
+
+/* Aho-Corasick over byte classes: a full DFA, so scanning is one table
+ * lookup per byte whatever the number of keywords. */
+static int
+compile_keywords(cc_t *c, rule_t *r, const jv_t *cfg)
+{
+    tp_arena_t     *ar = &c->set->arena;
+    const jv_t     *kws = jget(cfg, "keywords"), *e;
+    unsigned char **folded;
+    ac_t           *ac;
+    size_t          i = 0, j, total = 0, nkw, cells;
+    uint32_t        ncls = 1, nst = 1, *fail, *queue, qh = 0, qt = 0;
+    int32_t         s, u, v, f;
+    unsigned        b;
+
+    if (kws == NULL || kws->type != JV_ARR) {
+        return cfail(c, "config.keywords: must be an array of strings");
+    }
+    if (kws->n == 0) {
+        return cfail(c, "config.keywords: must not be empty");
+    }
+    if (kws->n > MAX_KEYWORDS) {
+        return cfail(c, "config.keywords: more than %d keywords",
+                     MAX_KEYWORDS);
+    }
+    nkw = kws->n;
+    ac = tp_arena_alloc(ar, sizeof(*ac));
+    folded = tp_arena_alloc(ar, nkw * sizeof(*folded));
+    if (ac == NULL || folded == NULL) {
+        return cnomem(c);
+    }
+    memset(ac, 0, sizeof(*ac));
+    ac->kwlen = tp_arena_alloc(ar, nkw * sizeof(uint32_t));
+    ac->kwedge = tp_arena_alloc(ar, nkw);
+    if (ac->kwlen == NULL || ac->kwedge == NULL) {
+        return cnomem(c);
+    }
+
+    for (e = kws->child; e; e = e->next, i++) {
+        if (e->type != JV_STR) {
+            return cfail(c, "config.keywords[%zu]: must be a string", i);
+        }
+        for (j = 0; j < e->len; j++) {
+            if (e->s[j] != ' ' && e->s[j] != '\t' && e->s[j] != '\n'
+                && e->s[j] != '\r')
+            {
+                break;
+            }
+        }
+        if (j == e->len) {
+            return cfail(c, "config.keywords[%zu]: must not be empty", i);
+        }
+        if (e->len > MAX_KEYWORD_LEN) {
+            return cfail(c, "config.keywords[%zu]: longer than %d bytes", i,
+                         MAX_KEYWORD_LEN);
+        }
+        folded[i] = tp_arena_alloc(ar, e->len);
+        if (folded[i] == NULL) {
+            return cnomem(c);
+        }
+        tp_utf8_fold_buf((const unsigned char *) e->s, e->len, folded[i]);
+        ac->kwlen[i] = (uint32_t) e->len;
+        ac->kwedge[i] = (uint8_t) (cp_word_first(folded[i], e->len)
+                                   | cp_word_last(folded[i], e->len) << 1);
+        for (j = 0; j < e->len; j++) {
+            b = folded[i][j];
+            if (ac->cls[b] == 0) {
+                ac->cls[b] = (uint8_t) ncls++;
+            }
+        }
+        total += e->len;
+    }
+
+    cells = (total + 1) * ncls;
+    if (cells > MAX_AC_BYTES / sizeof(int32_t)) {
+        return cfail(c, "config.keywords: the keyword list is too large");
+    }
+    ac->ncls = ncls;
+    ac->delta = tp_arena_alloc(ar, cells * sizeof(int32_t));
+    ac->out = tp_arena_alloc(ar, (total + 1) * sizeof(int32_t));
+    ac->dict = tp_arena_alloc(ar, (total + 1) * sizeof(int32_t));
+    ac->hit = tp_arena_alloc(ar, (total + 1) * sizeof(int32_t));
+    fail = tp_arena_alloc(ar, (total + 1) * sizeof(uint32_t));
+    queue = tp_arena_alloc(ar, (total + 1) * sizeof(uint32_t));
+    if (!ac->delta || !ac->out || !ac->dict || !ac->hit || !fail || !queue) {
+        return cnomem(c);
+    }
+    memset(ac->delta, 0xff, cells * sizeof(int32_t));
+    memset(ac->out, 0xff, (total + 1) * sizeof(int32_t));
+
+    /* the trie */
+    for (i = 0; i < nkw; i++) {
+        s = 0;
+        for (j = 0; j < ac->kwlen[i]; j++) {
+            int32_t *t = &ac->delta[(size_t) s * ncls + ac->cls[folded[i][j]]];
+
+            if (*t < 0) {
+                *t = (int32_t) nst++;
+            }
+            s = *t;
+        }
+        if (ac->out[s] < 0) {
+            ac->out[s] = (int32_t) i;       /* duplicates: the first one */
+        }
+    }
+    ac->nstates = nst;
+
+    /* failure links breadth first, filling the missing transitions */
+    fail[0] = 0;
+    ac->dict[0] = -1;
+    for (b = 0; b < ncls; b++) {
+        v = ac->delta[b];
+        if (v < 0) {
+            ac->delta[b] = 0;
+        } else {
+            fail[v] = 0;
+            ac->dict[v] = -1;
+            queue[qt++] = (uint32_t) v;
+        }
+    }
+    while (qh < qt) {
+        u = (int32_t) queue[qh++];
+        for (b = 0; b < ncls; b++) {
+            int32_t *t = &ac->delta[(size_t) u * ncls + b];
+
+            f = ac->delta[(size_t) fail[u] * ncls + b];
+            if (*t < 0) {
+                *t = f;
+                continue;
+            }
+            v = *t;
+            fail[v] = (uint32_t) f;
+            ac->dict[v] = ac->out[f] >= 0 ? f : ac->dict[f];
+            queue[qt++] = (uint32_t) v;
+        }
+    }
+    for (i = 0; i < nst; i++) {
+        ac->hit[i] = ac->out[i] >= 0 ? (int32_t) i : ac->dict[i];
+    }
+    /* scanning wants the row offset of the next state, and whether it has
+     * an output, in one load: (state * ncls) << 1 | output */
+    for (i = 0; i < cells; i++) {
+        v = ac->delta[i];
+        ac->delta[i] = (int32_t) (((uint32_t) v * ncls) << 1
+                                  | (ac->hit[v] >= 0));
+    }
+    if (cells * 2 <= 0xffff) {
+        ac->delta16 = tp_arena_alloc(ar, cells * sizeof(uint16_t));
+        if (ac->delta16 == NULL) {
+            return cnomem(c);
+        }
+        for (i = 0; i < cells; i++) {
+            ac->delta16[i] = (uint16_t) ac->delta[i];
+        }
+    }
+    r->ac = ac;
+    return 0;
+}
+
+
+static int
+compile_pii(cc_t *c, rule_t *r, const jv_t *cfg)
+{
+    const jv_t *dets = jget(cfg, "detectors"), *e;
+    size_t      i = 0;
+    int         d;
+
+    if (dets == NULL || dets->type != JV_ARR) {
+        return cfail(c, "config.detectors: must be an array of detector "
+                     "names");
+    }
+    if (dets->n == 0) {
+        return cfail(c, "config.detectors: must not be empty");
+    }
+    for (e = dets->child; e; e = e->next, i++) {
+        if (e->type != JV_STR) {
+            return cfail(c, "config.detectors[%zu]: must be a string", i);
+        }
+        for (d = 0; d < D_COUNT; d++) {
+            if (strcmp(e->s, det_names[d]) == 0) {
+                break;
+            }
+        }
+        if (d == D_COUNT) {
+            return cfail(c, "config.detectors[%zu]: unknown detector \"%.64s\" "
+                         "(expected email, phone, credit_card, ssn, iban, "
+                         "ipv4 or secrets)", i, e->s);
+        }
+        r->detectors |= 1u << d;
+    }
+    return 0;
+}
+
+
+static int
+compile_model(cc_t *c, rule_t *r, const jv_t *cfg)
+{
+    if (str_list(c, jget(cfg, "allow"), "config.allow", MAX_LIST, &r->allow,
+                 &r->nallow) != 0
+        || str_list(c, jget(cfg, "deny"), "config.deny", MAX_LIST, &r->deny,
+                    &r->ndeny) != 0)
+    {
+        return -1;
+    }
+    if (r->nallow == 0 && r->ndeny == 0) {
+        return cfail(c, "config: a model rule needs a non-empty allow or "
+                     "deny list");
+    }
+    return 0;
+}
+
+
+static int
+compile_limits(cc_t *c, rule_t *r, const jv_t *cfg)
+{
+    static const char *names[2] = { "max_prompt_chars", "max_output_tokens" };
+    int64_t           *dst[2] = { &r->max_chars, &r->max_out };
+    const jv_t        *v;
+    long long          n;
+    int                i;
+
+    for (i = 0; i < 2; i++) {
+        *dst[i] = -1;
+        v = jget(cfg, names[i]);
+        if (v == NULL || v->type == JV_NULL) {
+            continue;
+        }
+        if (jint(v, 1, 1LL << 53, &n) != 0) {
+            return cfail(c, "config.%s: must be a positive integer",
+                         names[i]);
+        }
+        *dst[i] = n;
+    }
+    if (r->max_chars < 0 && r->max_out < 0) {
+        return cfail(c, "config: a limits rule needs max_prompt_chars or "
+                     "max_output_tokens");
+    }
+    return 0;
+}
+
+
+static int
+compile_scope(cc_t *c, rule_t *r, const jv_t *scope)
+{
+    char   **prov;
+    size_t   np, i;
+    int      p;
+
+    if (scope == NULL || scope->type == JV_NULL) {
+        return 0;
+    }
+    if (scope->type != JV_OBJ) {
+        return cfail(c, "scope: must be an object");
+    }
+    if (str_list(c, jget(scope, "providers"), "scope.providers", MAX_LIST,
+                 &prov, &np) != 0
+        || str_list(c, jget(scope, "envs"), "scope.envs", MAX_LIST, &r->envs,
+                    &r->nenvs) != 0
+        || str_list(c, jget(scope, "key_ids"), "scope.key_ids", MAX_LIST,
+                    &r->keys, &r->nkeys) != 0)
+    {
+        return -1;
+    }
+    for (i = 0; i < np; i++) {
+        p = tp_provider_parse(prov[i], strlen(prov[i]));
+        if (p < 0) {
+            return cfail(c, "scope.providers[%zu]: unknown provider \"%.64s\" "
+                         "(expected openai, anthropic, google or azure)",
+                         i, prov[i]);
+        }
+        r->providers |= 1u << p;
+    }
+    return 0;
+}
+
+
+/* 0 compiled, 1 disabled (skipped unless validating), -1 invalid */
+static int
+compile_rule(cc_t *c, const jv_t *obj, rule_t *r, int validating)
+{
+    const jv_t *v, *cfg;
+    long long   n;
+    int         i;
+
+    memset(r, 0, sizeof(*r));
+    r->priority = DEFAULT_PRIORITY;
+    r->max_chars = r->max_out = -1;
+
+    if (obj->type != JV_OBJ) {
+        return cfail(c, "a rule must be a JSON object");
+    }
+
+    v = jget(obj, "id");
+    if (v != NULL && (v->type == JV_STR || v->type == JV_NUM)) {
+        r->id = v->s;
+    } else if (v != NULL && v->type != JV_NULL) {
+        return cfail(c, "id: must be a string");
+    }
+    v = jget(obj, "name");
+    if (v != NULL && v->type == JV_STR) {
+        r->name = v->s;
+    } else if (v != NULL && v->type != JV_NULL) {
+        return cfail(c, "name: must be a string");
+    }
+
+    v = jget(obj, "enabled");
+    if (v != NULL && v->type != JV_NULL && v->type != JV_TRUE
+        && v->type != JV_FALSE)
+    {
+        return cfail(c, "enabled: must be true or false");
+    }
+    if (v != NULL && v->type == JV_FALSE && !validating) {
+        return 1;
+    }
+
+    v = jget(obj, "type");
+    if (v == NULL || v->type != JV_STR) {
+        return cfail(c, "type: required (regex, keywords, pii, model or "
+                     "limits)");
+    }
+    for (i = 0; i < T_COUNT; i++) {
+        if (strcmp(v->s, type_names[i]) == 0) {
+            break;
+        }
+    }
+    if (i == T_COUNT) {
+        return cfail(c, "type: unknown type \"%.64s\" (expected regex, "
+                     "keywords, pii, model or limits)", v->s);
+    }
+    r->type = i;
+
+    v = jget(obj, "action");
+    if (v == NULL || v->type != JV_STR) {
+        return cfail(c, "action: required (block, redact or log)");
+    }
+    if (strcmp(v->s, "block") == 0) {
+        r->action = TP_ACTION_BLOCK;
+    } else if (strcmp(v->s, "redact") == 0) {
+        r->action = TP_ACTION_REDACT;
+    } else if (strcmp(v->s, "log") == 0) {
+        r->action = TP_ACTION_LOG;
+    } else {
+        return cfail(c, "action: unknown action \"%.64s\" (expected block, "
+                     "redact or log)", v->s);
+    }
+    if (r->action == TP_ACTION_REDACT
+        && (r->type == T_MODEL || r->type == T_LIMITS))
+    {
+        return cfail(c, "action: a %s rule cannot redact (use block or log)",
+                     type_names[r->type]);
+    }
+
+    v = jget(obj, "priority");
+    if (v != NULL && v->type != JV_NULL) {
+        if (jint(v, -1000000000, 1000000000, &n) != 0) {
+            return cfail(c, "priority: must be an integer");
+        }
+        r->priority = (long) n;
+    }
+
+    if (compile_scope(c, r, jget(obj, "scope")) != 0) {
+        return -1;
+    }
+
+    cfg = jget(obj, "config");
+    if (cfg == NULL || cfg->type != JV_OBJ) {
+        return cfail(c, "config: required, an object");
+    }
+    switch (r->type) {
+    case T_REGEX:    return compile_regex(c, r, cfg);
+    case T_KEYWORDS: return compile_keywords(c, r, cfg);
+    case T_PII:      return compile_pii(c, r, cfg);
+    case T_MODEL:    return compile_model(c, r, cfg);
+    default:         return compile_limits(c, r, cfg);
+    }
+}
+
+
+static int
+rule_cmp(const void *a, const void *b)
+{
+    const rule_t *x = a, *y = b;
+
+    if (x->priority != y->priority) {
+        return x->priority < y->priority ? -1 : 1;
+    }
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+
+void
+tp_policy_destroy(tp_policy_set_t *set)
+{
+    tp_arena_t ar;
+    size_t     i;
+
+    if (set == NULL) {
+        return;
+    }
+    for (i = 0; i < set->ncodes; i++) {
+        pcre2_code_free(set->codes[i]);
+    }
+    pcre2_match_context_free(set->mctx);
+    pcre2_compile_context_free(set->cctx);
+    pcre2_general_context_free(set->gctx);
+    ar = set->arena;
+    tp_arena_free(&ar);
+}
+
+
+static tp_policy_set_t *
+set_new(const tp_alloc_t *a)
+{
+    tp_arena_t       ar;
+    tp_policy_set_t *set;
+
+    tp_arena_init(&ar, a);
+    set = tp_arena_alloc(&ar, sizeof(*set));
+    if (set == NULL) {
+        tp_arena_free(&ar);
+        return NULL;
+    }
+    memset(set, 0, sizeof(*set));
+    set->arena = ar;
+    set->gctx = pcre2_general_context_create(re_malloc, re_free,
+                                             &set->arena.a);
+    if (set->gctx != NULL) {
+        set->cctx = pcre2_compile_context_create(set->gctx);
+        set->mctx = pcre2_match_context_create(set->gctx);
+    }
+    if (set->cctx == NULL || set->mctx == NULL) {
+        tp_policy_destroy(set);
+        return NULL;
+    }
+    pcre2_set_max_pattern_length(set->cctx, MAX_PATTERN_LEN);
+    pcre2_set_match_limit(set->mctx, TP_POLICY_MATCH_LIMIT);
+    pcre2_set_depth_limit(set->mctx, TP_POLICY_DEPTH_LIMIT);
+    pcre2_set_heap_limit(set->mctx, TP_POLICY_HEAP_LIMIT_KB);
+    return set;
+}
+
+
+static void
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (errlen) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+}
+
+
+tp_policy_set_t *
+tp_policy_compile(const tp_alloc_t *a, const char *json, size_t len,
+                  char *err, size_t errlen)
+{
+    tp_policy_set_t *set;
+    const jv_t      *e;
+    jv_t            *root;
+    cc_t             c;
+    char             why[256];
+    size_t           i = 0;
+    int              rc;
+
+    set_err(err, errlen, "%s", "");
+    set = set_new(a);
+    if (set == NULL) {
+        set_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    rc = dom_parse(&set->arena, json, len, &root, why, sizeof(why));
+    if (rc != 0) {
+        set_err(err, errlen, "%s", rc == -2 ? "out of memory" : why);
+        goto failed;
+    }
+    if (root->type == JV_OBJ) {
+        root = jget(root, "items");
+    }
+    if (root == NULL || root->type != JV_ARR) {
+        set_err(err, errlen, "the rules must be a JSON array");
+        goto failed;
+    }
+    if (root->n > MAX_RULES) {
+        set_err(err, errlen, "more than %d rules", MAX_RULES);
+        goto failed;
+    }
+    if (root->n) {
+        set->rules = tp_arena_alloc(&set->arena, root->n * sizeof(rule_t));
+        if (set->rules == NULL) {
+            set_err(err, errlen, "out of memory");
+            goto failed;
+        }
+    }
+
+    c.set = set;
+    c.err = why;
+    c.errlen = sizeof(why);
+    c.nomem = 0;
+    for (e = root->child; e; e = e->next, i++) {
+        rule_t *r = &set->rules[set->nrules];
+
+        rc = compile_rule(&c, e, r, 0);
+        if (rc == 1) {
+            continue;
+        }
+        if (rc != 0) {
+            if (r->id != NULL) {
+                set_err(err, errlen, "rule %.64s: %s", r->id, why);
+            } else {
+                set_err(err, errlen, "rule #%zu: %s", i, why);
+            }
+            goto failed;
+        }
+        r->order = i;
+        set->nrules++;
+    }
+    if (set->nrules > 1) {
+        qsort(set->rules, set->nrules, sizeof(rule_t), rule_cmp);
+    }
+    return set;
+
+failed:
+    tp_policy_destroy(set);
+    return NULL;
+}
+
+
+static void *
+libc_alloc(void *ctx, size_t n)
+{
+    (void) ctx;
+    return malloc(n);
+}
+
+
+static void *
+libc_realloc(void *ctx, void *p, size_t n)
+{
+    (void) ctx;
+    return realloc(p, n);
+}
+
+
+static void
+libc_free(void *ctx, void *p)
+{
+    (void) ctx;
+    free(p);
+}
+
+
+int
+tp_policy_validate_rule(const char *json, size_t len, char *err,
+                        size_t errlen)
+{
+    static const tp_alloc_t a = { libc_alloc, libc_realloc, libc_free, NULL };
+    tp_policy_set_t        *set;
+    jv_t                   *root;
+    rule_t                  r;
+    cc_t                    c;
+    int                     rc;
+
+    set_err(err, errlen, "%s", "");
+    set = set_new(&a);
+    if (set == NULL) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    rc = dom_parse(&set->arena, json, len, &root, err, errlen);
+    if (rc == 0) {
+        c.set = set;
+        c.err = err;
+        c.errlen = errlen;
+        c.nomem = 0;
+        rc = compile_rule(&c, root, &r, 1);
+    } else if (rc == -2) {
+        set_err(err, errlen, "out of memory");
+    }
+    tp_policy_destroy(set);
+    return rc == 0 ? 0 : -1;
+}
+
+
+/* ---- evaluation ---- */
+
+typedef struct {
+    const tp_policy_set_t *set;
+    tp_prompt_t           *p;
+    tp_policy_result_t    *out;
+    size_t                 vcap, scap;
+    struct timespec        t0;
+    int                    budget_gone;
+    int                    nomem;
+} ev_t;
+
+typedef struct {
+    ev_t       *ev;
+    const char *tag;
+    int         all;             /* every match (redact), else the first */
+    unsigned    count;
+    size_t      s, e;            /* the first match */
+} emit_t;
+
+
+static int
+emit(emit_t *m, size_t s, size_t e)
+{
+    ev_t      *ev = m->ev;
+    tp_span_t *ns;
+
+    if (m->count++ == 0) {
+        m->s = s;
+        m->e = e;
+    }
+    if (!m->all) {
+        return 0;
+    }
+    if (ev->out->nspans == ev->scap) {
+        ev->scap = ev->scap ? ev->scap * 2 : 32;
+        ns = tp_arena_alloc(&ev->p->arena, ev->scap * sizeof(*ns));
+        if (ns == NULL) {
+            ev->nomem = 1;
+            return 0;
+        }
+        if (ev->out->nspans) {
+            memcpy(ns, ev->out->spans, ev->out->nspans * sizeof(*ns));
+        }
+        ev->out->spans = ns;
+    }
+    ns = &ev->out->spans[ev->out->nspans++];
+    ns->start = (uint32_t) s;
+    ns->end = (uint32_t) e;
+    ns->tag = m->tag;
+    return 1;
+}
+
+
+#define IS_DIGIT(c)  ((unsigned) ((c) - '0') < 10)
+#define IS_UPPER(c)  ((unsigned) ((c) - 'A') < 26)
+#define IS_LOWER(c)  ((unsigned) ((c) - 'a') < 26)
+#define IS_ALNUM(c)  (IS_DIGIT(c) || IS_UPPER(c) || IS_LOWER(c))
+
+/* word boundaries with an ASCII fast path */
+static inline int
+wb(const unsigned char *t, size_t i)
+{
+    unsigned c;
+
+    if (i == 0) {
+        return 0;
+    }
+    c = t[i - 1];
+    return c < 0x80 ? IS_ALNUM(c) || c == '_' : tp_utf8_word_before(t, i);
+}
+
+
+static inline int
+wa(const unsigned char *t, size_t n, size_t i)
+{
+    unsigned c;
+
+    if (i >= n) {
+        return 0;
+    }
+    c = t[i];
+    return c < 0x80 ? IS_ALNUM(c) || c == '_' : tp_utf8_word_at(t, n, i);
+}
+
+
+/* the next ASCII digit at or after i (n when none), eight bytes at a time:
+ * most text has few digits, and five detectors start at one */
+static size_t
+next_digit(const unsigned char *t, size_t i, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t x, m;
+
+    while (i + 8 <= n) {
+        memcpy(&x, t + i, 8);
+        x ^= 0x3030303030303030ULL;             /* digits become 0..9 */
+        m = (x - 0x0a0a0a0a0a0a0a0aULL) & ~x & 0x8080808080808080ULL;
+        if (m) {
+            return i + (__builtin_ctzll(m) >> 3);
+        }
+        i += 8;
+    }
+#endif
+    while (i < n && !IS_DIGIT(t[i])) {
+        i++;
+    }
+    return i;
+}
+
+/* ---- detectors: each one linear pass; emit() returning 0 stops it ---- */
+
+static int
+is_local(unsigned c)
+{
+    return IS_ALNUM(c) || c == '.' || c == '_' || c == '%' || c == '+'
+           || c == '-' || c == '\'';
+}
+
+
+static int
+is_domain(unsigned c)
+{
+    return IS_ALNUM(c) || c == '.' || c == '-';
+}
+
+
+static void
+det_email(const unsigned char *t, size_t n, emit_t *m)
+{
+    const unsigned char *at;
+    size_t               a, l, r, d, i = 0, k;
+    int                  ok;
+
+    while (i < n && (at = memchr(t + i, '@', n - i)) != NULL) {
+        a = at - t;
+        l = a;
+        while (l > 0 && a - l < 256 && is_local(t[l - 1])) {
+            l--;
+        }
+        while (l < a && t[l] == '.') {
+            l++;
+        }
+        r = a + 1;
+        while (r < n && r - a < 256 && is_domain(t[r])) {
+            r++;
+        }
+        while (r > a + 1 && (t[r - 1] == '.' || t[r - 1] == '-')) {
+            r--;
+        }
+        ok = l < a && r > a + 1 && IS_ALNUM(t[a + 1]);
+        d = 0;
+        for (k = a + 1; ok && k < r; k++) {
+            if (t[k] == '.') {
+                if (t[k - 1] == '.' || t[k - 1] == '-' || t[k + 1] == '-') {
+                    ok = 0;
+                }
+                d = k;
+            }
+        }
+        if (ok && d != 0 && r - d > 2) {
+            for (k = d + 1; k < r && (IS_UPPER(t[k]) || IS_LOWER(t[k])); k++) {
+                /* the top-level domain: letters */
+            }
+            if (k == r) {
+                if (!emit(m, l, r)) {
+                    return;
+                }
+                i = r;
+                continue;
+            }
+        }
+        i = a + 1;
+    }
+}
+
+
+#define PH_GROUPS 16
+
+/* A run of digit groups joined by up to two of " -.()" is read once; a
+ * number with '+' is 8-15 digits from the run's start, otherwise any three
+ * consecutive groups shaped as a NANP number (optionally after a "1")
+ * match, so "ref 12 (415) 555-2671 4111..." still finds the phone. */
+static void
+det_phone(const unsigned char *t, size_t n, emit_t *m)
+{
+    size_t gs[PH_GROUPS], ge[PH_GROUPS], ng, i = 0, j, k, g, sep, digits,
+           best, start, end;
+    int    found;
+
+    while ((i = next_digit(t, i, n)) < n) {
+        if (i > 0 && (t[i - 1] == '+' || t[i - 1] == '(')) {
+            i--;
+        }
+        if (wb(t, i)) {
+            for (j = i + 1; j < n && IS_DIGIT(t[j]); j++) {
+            }
+            i = j;
+            continue;
+        }
+        j = t[i] == '+' || t[i] == '(' ? i + 1 : i;
+        ng = 0;
+        for ( ;; ) {
+            gs[ng] = j;
+            while (j < n && IS_DIGIT(t[j])) {
+                j++;
+            }
+            ge[ng++] = j;
+            if (ng == PH_GROUPS) {
+                break;
+            }
+            for (sep = 0, k = j; k < n && sep < 2
+                 && (t[k] == ' ' || t[k] == '-' || t[k] == '.' || t[k] == '('
+                     || t[k] == ')'); sep++)
+            {
+                k++;
+            }
+            if (sep == 0 || k == n || !IS_DIGIT(t[k])) {
+                break;
+            }
+            j = k;
+        }
+
+        found = 0;
+        if (t[i] == '+' && t[i + 1] != '0') {
+            best = (size_t) -1;
+            digits = 0;
+            for (g = 0; g < ng; g++) {
+                digits += ge[g] - gs[g];
+                if (digits > 15) {
+                    break;
+                }
+                if (digits >= 8 && !wa(t, n, ge[g])) {
+                    best = g;
+                }
+            }
+            if (best != (size_t) -1) {
+                if (!emit(m, i, ge[best])) {
+                    return;
+                }
+                i = ge[best];
+                continue;
+            }
+        }
+        for (g = 0; g < ng; g++) {
+            k = ge[g] - gs[g] == 1 && t[gs[g]] == '1' && g + 3 < ng ? 1 : 0;
+            if (g + k + 2 >= ng
+                || ge[g + k] - gs[g + k] != 3 || ge[g + k + 1] - gs[g + k + 1] != 3
+                || ge[g + k + 2] - gs[g + k + 2] != 4
+                || t[gs[g + k]] < '2' || t[gs[g + k + 1]] < '2'
+                || wa(t, n, ge[g + k + 2]))
+            {
+                continue;
+            }
+            start = g == 0 ? i : gs[g] > 0 && t[gs[g] - 1] == '(' ? gs[g] - 1
+                                                                  : gs[g];
+            end = ge[g + k + 2];
+            if (!emit(m, start, end)) {
+                return;
+            }
+            found = 1;
+            g += k + 2;
+        }
+        (void) found;
+        i = ge[ng - 1] > i ? ge[ng - 1] : i + 1;
+    }
+}
+
+
+static int
+luhn(const unsigned char *d, size_t n)
+{
+    size_t i;
+    int    sum = 0, x;
+
+    for (i = 0; i < n; i++) {
+        x = d[n - 1 - i] - '0';
+        if (i & 1) {
+            x *= 2;
+            if (x > 9) {
+                x -= 9;
+            }
+        }
+        sum += x;
+    }
+    return sum % 10 == 0;
+}
+
+
+static int
+card_prefix(const unsigned char *d, size_t n)
+{
+    int two = (d[0] - '0') * 10 + d[1] - '0';
+    int four = two * 100 + (d[2] - '0') * 10 + d[3] - '0';
+
+    switch (d[0]) {
+    case '4':
+        return 1;                                        /* Visa */
+    case '5':
+        return two >= 51 && two <= 55 && n == 16;        /* Mastercard */
+    case '2':
+        return four >= 2221 && four <= 2720 && n == 16;
+    case '3':
+        if (two == 34 || two == 37) {
+            return n == 15;                              /* Amex */
+        }
+        return two == 35 || two == 36 || two == 38 || two == 39
+               || two == 30;                             /* JCB, Diners */
+    case '6':
+        return n >= 16;                                  /* Discover, UnionPay */
+    }
+    return 0;
+}
+
+
+#define CARD_GROUPS 64
+
+static void
+det_card(const unsigned char *t, size_t n, emit_t *m)
+{
+    size_t        gs[CARD_GROUPS], ge[CARD_GROUPS], ng, i = 0, j, s, e, best,
+                  digits, k, dn;
+    unsigned char d[19];
+
+    while ((i = next_digit(t, i, n)) < n) {
+        if (wb(t, i)) {
+            while (i < n && IS_DIGIT(t[i])) {
+                i++;
+            }
+            continue;
+        }
+        /* a run of digit groups joined by one space or dash */
+        ng = 0;
+        j = i;
+        for ( ;; ) {
+            gs[ng] = j;
+            while (j < n && IS_DIGIT(t[j])) {
+                j++;
+            }
+            ge[ng++] = j;
+            if (ng == CARD_GROUPS || j + 1 >= n
+                || (t[j] != ' ' && t[j] != '-') || !IS_DIGIT(t[j + 1]))
+            {
+                break;
+            }
+            j++;
+        }
+        /* the longest window of whole groups that is a card */
+        for (s = 0; s < ng; s = best + 1) {
+            best = (size_t) -1;
+            digits = 0;
+            for (e = s; e < ng; e++) {
+                digits += ge[e] - gs[e];
+                if (digits > 19) {
+                    break;
+                }
+                if (digits < 13) {
+                    continue;
+                }
+                if (e == ng - 1 && wa(t, n, ge[e])) {
+                    continue;
+                }
+                dn = 0;
+                for (k = s; k <= e; k++) {
+                    memcpy(d + dn, t + gs[k], ge[k] - gs[k]);
+                    dn += ge[k] - gs[k];
+                }
+                if (card_prefix(d, dn) && luhn(d, dn)) {
+                    best = e;
+                }
+            }
+            if (best == (size_t) -1) {
+                best = s;
+                continue;
+            }
+            if (!emit(m, gs[s], ge[best])) {
+                return;
+            }
+        }
+        i = ge[ng - 1];
+    }
+}
+
+
+static void
+det_ssn(const unsigned char *t, size_t n, emit_t *m)
+{
+    size_t   i;
+    unsigned sep;
+    int      area, group, serial;
+
+    for (i = next_digit(t, 0, n); i + 11 <= n; i = next_digit(t, i + 1, n)) {
+        sep = t[i + 3];
+        if ((sep != '-' && sep != ' ') || t[i + 6] != sep
+            || !IS_DIGIT(t[i + 1]) || !IS_DIGIT(t[i + 2])
+            || !IS_DIGIT(t[i + 4]) || !IS_DIGIT(t[i + 5])
+            || !IS_DIGIT(t[i + 7]) || !IS_DIGIT(t[i + 8])
+            || !IS_DIGIT(t[i + 9]) || !IS_DIGIT(t[i + 10]))
+        {
+            continue;
+        }
+        if (wb(t, i) || wa(t, n, i + 11)
+            || (i >= 2 && (t[i - 1] == '-' || t[i - 1] == '.')
+                && IS_DIGIT(t[i - 2]))
+            || (i + 12 < n && (t[i + 11] == '-' || t[i + 11] == '.')
+                && IS_DIGIT(t[i + 12])))
+        {
+            continue;
+        }
+        area = (t[i] - '0') * 100 + (t[i + 1] - '0') * 10 + t[i + 2] - '0';
+        group = (t[i + 4] - '0') * 10 + t[i + 5] - '0';
+        serial = (t[i + 7] - '0') * 1000 + (t[i + 8] - '0') * 100
+                 + (t[i + 9] - '0') * 10 + t[i + 10] - '0';
+        if (area == 0 || area == 666 || area >= 900 || group == 0
+            || serial == 0)
+        {
+            continue;
+        }
+        if (!emit(m, i, i + 11)) {
+            return;
+        }
+        i += 10;
+    }
+}
+
+
+static int
+iban_ok(const unsigned char *c, size_t n)
+{
+    unsigned r = 0;
+    size_t   i;
+    unsigned x;
+
+    if (n < 15 || n > 34) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        x = c[(i + 4) % n];
+        if (IS_DIGIT(x)) {
+            r = (r * 10 + (x - '0')) % 97;
+        } else {
+            r = (r * 100 + (x - 'A' + 10)) % 97;
+        }
+    }
+    return r == 1;
+}
+
+
+#define IS_IBANCH(c) (IS_DIGIT(c) || IS_UPPER(c))
+
+static void
+det_iban(const unsigned char *t, size_t n, emit_t *m)
+{
+    unsigned char c[40];
+    size_t        d, i, j, k, cnt, cand_n[16], cand_e[16], nc, g;
+
+    for (d = next_digit(t, 2, n); d + 13 <= n; d = next_digit(t, d + 1, n)) {
+        /* the check digits follow the two letters of the country */
+        i = d - 2;
+        if (!IS_UPPER(t[i]) || !IS_UPPER(t[i + 1]) || !IS_DIGIT(t[i + 3])
+            || wb(t, i))
+        {
+            continue;
+        }
+        memcpy(c, t + i, 4);
+        cnt = 4;
+        nc = 0;
+        j = i + 4;
+        if (j < n && IS_IBANCH(t[j])) {
+            /* compact: one run */
+            while (j < n && IS_IBANCH(t[j]) && cnt < 35) {
+                c[cnt++] = t[j++];
+            }
+            if (cnt <= 34 && !wa(t, n, j)) {
+                cand_n[nc] = cnt;
+                cand_e[nc++] = j;
+            }
+        } else {
+            /* printed: groups of four after single spaces, the last one
+             * may be shorter; any group end may be the end */
+            while (j + 1 < n && t[j] == ' ' && IS_IBANCH(t[j + 1])
+                   && nc < 16)
+            {
+                k = j + 1;
+                for (g = 0; k < n && IS_IBANCH(t[k]) && g < 5; g++) {
+                    k++;
+                }
+                if (g == 5 || cnt + g > 34 || wa(t, n, k)) {
+                    break;
+                }
+                memcpy(c + cnt, t + j + 1, g);
+                cnt += g;
+                cand_n[nc] = cnt;
+                cand_e[nc++] = k;
+                j = k;
+                if (g < 4) {
+                    break;
+                }
+            }
+        }
+        while (nc > 0) {
+            nc--;
+            if (iban_ok(c, cand_n[nc])) {
+                if (!emit(m, i, cand_e[nc])) {
+                    return;
+                }
+                d = cand_e[nc] - 1;
+                break;
+            }
+        }
+    }
+}
+
+
+static void
+det_ipv4(const unsigned char *t, size_t n, emit_t *m)
+{
+    size_t i = 0, j, k, len;
+    int    oct, ok;
+
+    while ((i = next_digit(t, i, n)) < n) {
+        ok = !wb(t, i) && !(i > 0 && t[i - 1] == '.');
+        j = i;
+        for (k = 0; ok && k < 4; k++) {
+            if (k > 0) {
+                if (j + 1 >= n || t[j] != '.' || !IS_DIGIT(t[j + 1])) {
+                    ok = 0;
+                    break;
+                }
+                j++;
+            }
+            oct = 0;
+            len = 0;
+            while (j < n && IS_DIGIT(t[j]) && len < 4) {
+                oct = oct * 10 + t[j++] - '0';
+                len++;
+            }
+            if (len == 0 || len > 3 || oct > 255
+                || (len > 1 && t[j - len] == '0'))
+            {
+                ok = 0;
+            }
+        }
+        if (ok && (wa(t, n, j)
+                   || (j + 1 < n && t[j] == '.' && IS_DIGIT(t[j + 1]))))
+        {
+            ok = 0;
+        }
+        if (ok) {
+            if (!emit(m, i, j)) {
+                return;
+            }
+            i = j;
+            continue;
+        }
+        while (i < n && (IS_DIGIT(t[i]) || t[i] == '.')) {
+            i++;
+        }
+    }
+}
+
+
+static const struct {
+    const char *prefix;
+    size_t      len;
+    size_t      min;          /* characters after the prefix */
+} key_prefixes[] = {
+    { "sk-", 3, 20 }, { "sk_live_", 8, 16 }, { "sk_test_", 8, 16 },
+    { "rk_live_", 8, 16 }, { "rk_test_", 8, 16 },
+    { "ghp_", 4, 30 }, { "gho_", 4, 30 }, { "ghu_", 4, 30 },
+    { "ghs_", 4, 30 }, { "ghr_", 4, 30 }, { "github_pat_", 11, 30 },
+    { "xoxb-", 5, 10 }, { "xoxp-", 5, 10 }, { "xoxa-", 5, 10 },
+    { "xoxr-", 5, 10 }, { "xoxs-", 5, 10 },
+    { "glpat-", 6, 20 }, { "AIza", 4, 30 },
+    { NULL, 0, 0 }
+};
+
+static const char *aws_prefixes[] = {
+    "AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "ABIA",
+    "ACCA", NULL
+};
+
+#define IS_KEYCH(c) (IS_ALNUM(c) || (c) == '_' || (c) == '-')
+
+
+static size_t
+key_run(const unsigned char *t, size_t n, size_t j)
+{
+    while (j < n && IS_KEYCH(t[j])) {
+        j++;
+    }
+    return j;
+}
+
+
+static const unsigned char *
+find(const unsigned char *h, size_t n, const char *needle, size_t len)
+{
+    const unsigned char *p = h, *end = h + n;
+
+    while ((size_t) (end - p) >= len
+           && (p = memchr(p, needle[0], end - p - len + 1)) != NULL)
+    {
+        if (memcmp(p, needle, len) == 0) {
+            return p;
+        }
+        p++;
+    }
+    return NULL;
+}
+
+
+/* the end of a private key block whose header ends at h */
+typedef struct {
+    size_t from;              /* searched from here ... */
+    size_t at, end;           /* ... and found an END line here, or none */
+    int    none;
+} pk_cache_t;
+
+
+static size_t
+pk_block_end(const unsigned char *t, size_t n, size_t h, pk_cache_t *pc)
+{
+    const unsigned char *e, *k;
+    size_t               pos;
+
+    if (!(pc->from <= h && (pc->none || pc->at >= h))) {
+        pc->from = h;
+        pc->none = 1;
+        pos = h;
+        while (pos < n
+               && (e = find(t + pos, n - pos, "-----END ", 9)) != NULL)
+        {
+            pos = e - t;
+            k = find(e, n - pos < 72 ? n - pos : 72, "PRIVATE KEY-----", 16);
+            if (k != NULL) {
+                pc->none = 0;
+                pc->at = pos;
+                pc->end = (k - t) + 16;
+                break;
+            }
+            pos += 9;
+        }
+    }
+    if (!pc->none) {
+        return pc->end;
+    }
+    /* no END line: the base64 body that follows */
+    pos = h;
+    while (pos < n && (IS_ALNUM(t[pos]) || t[pos] == '+' || t[pos] == '/'
+                       || t[pos] == '=' || t[pos] == '\n' || t[pos] == '\r'
+                       || t[pos] == ' ' || t[pos] == '\t' || t[pos] == ':'
+                       || t[pos] == ','))
+    {
+        pos++;
+    }
+    return pos;
+}
+
+
+/* a secret starts with one of these byte pairs: "ey", "sk", "rk", "gh",
+ * "gi", "gl", "xo", "A" + capital, "--"; the first byte's bits and the
+ * second's must meet */
+static const unsigned char secret_first[256] = {
+    ['e'] = 1, ['s'] = 2, ['r'] = 2, ['g'] = 4, ['x'] = 8, ['A'] = 16,
+    ['-'] = 32
+};
+
+static const unsigned char secret_second[256] = {
+    ['y'] = 1, ['k'] = 2, ['h'] = 4, ['i'] = 4, ['l'] = 4, ['o'] = 8,
+    ['A'] = 16, ['B'] = 16, ['C'] = 16, ['D'] = 16, ['E'] = 16, ['F'] = 16,
+    ['G'] = 16, ['H'] = 16, ['I'] = 16, ['J'] = 16, ['K'] = 16, ['L'] = 16,
+    ['M'] = 16, ['N'] = 16, ['O'] = 16, ['P'] = 16, ['Q'] = 16, ['R'] = 16,
+    ['S'] = 16, ['T'] = 16, ['U'] = 16, ['V'] = 16, ['W'] = 16, ['X'] = 16,
+    ['Y'] = 16, ['Z'] = 16, ['-'] = 32
+};
+
+
+static void
+det_secrets(const unsigned char *t, size_t n, emit_t *m)
+{
+    pk_cache_t pc = { 0, 0, 0, 0 };
+    size_t     i, j, k, h;
+    int        p;
+
+    pc.from = (size_t) -1;
+    for (i = 0; i + 1 < n; i++) {
+        unsigned c = t[i];
+
+        if (!(secret_first[c] & secret_second[t[i + 1]])) {
+            continue;
+        }
+        if (c == '-') {
+            /* -----BEGIN [RSA |EC |OPENSSH |ENCRYPTED ]PRIVATE KEY----- */
+            if (n - i < 27 || memcmp(t + i, "-----BEGIN ", 11) != 0) {
+                continue;
+            }
+            for (j = i + 11; j < n && j - i < 72
+                 && (IS_UPPER(t[j]) || IS_DIGIT(t[j]) || t[j] == ' '); j++)
+            {
+            }
+            if (j - (i + 11) < 11 || memcmp(t + j - 11, "PRIVATE KEY", 11) != 0
+                || n - j < 5 || memcmp(t + j, "-----", 5) != 0)
+            {
+                continue;
+            }
+            h = j + 5;
+            k = pk_block_end(t, n, h, &pc);
+            if (!emit(m, i, k)) {
+                return;
+            }
+            i = k - 1;
+            continue;
+        }
+
+        /* cheap prefix tests before the boundary test */
+        switch (c) {
+        case 'e':
+            p = n - i >= 3 && t[i + 1] == 'y' && t[i + 2] == 'J';
+            break;
+        case 's':
+        case 'r':
+            p = n - i >= 3 && t[i + 1] == 'k'
+                && (t[i + 2] == '-' || t[i + 2] == '_');
+            break;
+        case 'g':
+            p = n - i >= 4 && (t[i + 1] == 'h' || t[i + 1] == 'i'
+                               || t[i + 1] == 'l');
+            break;
+        case 'x':
+            p = n - i >= 4 && t[i + 1] == 'o' && t[i + 2] == 'x';
+            break;
+        default:                                         /* 'A' */
+            p = n - i >= 4 && IS_UPPER(t[i + 1]);
+        }
+        if (!p || wb(t, i) || (i > 0 && t[i - 1] == '-')) {
+            continue;
+        }
+
+        if (c == 'A' && n - i >= 20) {
+            for (p = 0; aws_prefixes[p]; p++) {
+                if (memcmp(t + i, aws_prefixes[p], 4) == 0) {
+                    break;
+                }
+            }
+            if (aws_prefixes[p]) {
+                for (j = i + 4; j < i + 20 && (IS_UPPER(t[j]) || IS_DIGIT(t[j]));
+                     j++)
+                {
+                    /* 16 more */
+                }
+                if (j == i + 20 && !wa(t, n, j)) {
+                    if (!emit(m, i, j)) {
+                        return;
+                    }
+                    i = j - 1;
+                    continue;
+                }
+            }
+        }
+
+        if (c == 'e' && n - i >= 3 && t[i + 1] == 'y' && t[i + 2] == 'J') {
+            /* a JWT: three base64url parts, the first "eyJ" ({") */
+            j = key_run(t, n, i);
+            if (j - i >= 10 && j < n && t[j] == '.') {
+                k = key_run(t, n, j + 1);
+                if (k - j - 1 >= 4 && k < n && t[k] == '.') {
+                    k = key_run(t, n, k + 1);
+                    if (!emit(m, i, k)) {
+                        return;
+                    }
+                    i = k - 1;
+                    continue;
+                }
+            }
+        }
+
+        for (p = 0; key_prefixes[p].prefix; p++) {
+            if (n - i > key_prefixes[p].len
+                && memcmp(t + i, key_prefixes[p].prefix, key_prefixes[p].len)
+                   == 0)
+            {
+                j = key_run(t, n, i + key_prefixes[p].len);
+                if (j - i - key_prefixes[p].len >= key_prefixes[p].min) {
+                    if (!emit(m, i, j)) {
+                        return;
+                    }
+                    i = j - 1;
+                }
+                break;
+            }
+        }
+    }
+}
+
+
+typedef void (*det_fn)(const unsigned char *t, size_t n, emit_t *m);
+
+static const det_fn detectors[D_COUNT] = {
+    det_email, det_phone, det_card, det_ssn, det_iban, det_ipv4, det_secrets
+};
+
+
+/* ---- masked excerpts ---- */
+
+typedef struct {
+    char   *b;
+    size_t  len;
+} xb_t;
+
+
+static void
+xput(xb_t *x, const char *s, size_t n)
+{
+    if (x->len + n >= TP_POLICY_EXCERPT_MAX) {
+        n = TP_POLICY_EXCERPT_MAX - 1 - x->len;
+        while (n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80) {
+            n--;
+        }
+    }
+    memcpy(x->b + x->len, s, n);
+    x->len += n;
+    x->b[x->len] = '\0';
+}
+
+
+static void
+xstars(xb_t *x, size_t n)
+{
+    static const char stars[] = "************";
+
+    xput(x, stars, n < 12 ? n : 12);
+}
+
+
+/* a printable code point of the text at i, or '?' */
+static void
+xchar(xb_t *x, const unsigned char *t, size_t n, size_t i)
+{
+    size_t len = 1;
+
+    if (t[i] >= 0x80) {
+        while (i + len < n && len < 4 && (t[i + len] & 0xc0) == 0x80) {
+            len++;
+        }
+    } else if (t[i] < 0x20 || t[i] == 0x7f) {
+        xput(x, "?", 1);
+        return;
+    }
+    xput(x, (const char *) t + i, len);
+}
+
+
+static void
+mask_generic(xb_t *x, const unsigned char *t, size_t s, size_t e)
+{
+    size_t chars = 0, i, last = s;
+
+    for (i = s; i < e; i++) {
+        if ((t[i] & 0xc0) != 0x80) {
+            chars++;
+            last = i;
+        }
+    }
+    if (chars <= 4) {
+        xput(x, "***", 3);
+        return;
+    }
+    xchar(x, t, e, s);
+    xstars(x, chars - 2 > 8 ? 8 : chars - 2);
+    xchar(x, t, e, last);
+}
+
+
+static void
+mask_digits(xb_t *x, const unsigned char *t, size_t s, size_t e, size_t head,
+            size_t tail)
+{
+    unsigned char d[64];
+    size_t        n = 0, i;
+
+    for (i = s; i < e && n < sizeof(d); i++) {
+        if (IS_ALNUM(t[i])) {
+            d[n++] = t[i];
+        }
+    }
+    if (head + tail >= n) {
+        head = 0;
+        tail = n > 4 ? n / 4 : 0;
+    }
+    xput(x, (const char *) d, head);
+    xstars(x, n - head - tail);
+    xput(x, (const char *) d + n - tail, tail);
+}
+
+
+static void
+mask(xb_t *x, const char *tag, const unsigned char *t, size_t s, size_t e)
+{
+    const unsigned char *at, *dot;
+    size_t               i, k, dots;
+
+    if (strcmp(tag, "email") == 0
+        && (at = memchr(t + s, '@', e - s)) != NULL)
+    {
+        xput(x, (const char *) t + s, 1);
+        xput(x, "***@", 4);
+        xput(x, (const char *) at + 1, 1);
+        xput(x, "***", 3);
+        for (dot = t + e - 1; dot > at && *dot != '.'; dot--) {
+            /* the top-level domain */
+        }
+        xput(x, (const char *) dot, t + e - dot);
+        return;
+    }
+    if (strcmp(tag, "credit_card") == 0 || strcmp(tag, "iban") == 0) {
+        mask_digits(x, t, s, e, 4, 4);
+        return;
+    }
+    if (strcmp(tag, "phone") == 0) {
+        if (t[s] == '+') {
+            xput(x, "+", 1);
+        }
+        mask_digits(x, t, s, e, 0, 4);
+        return;
+    }
+    if (strcmp(tag, "ssn") == 0) {
+        xput(x, "***-**-", 7);
+        xput(x, (const char *) t + e - 4, 4);
+        return;
+    }
+    if (strcmp(tag, "ipv4") == 0) {
+        for (i = s, dots = 0; i < e && dots < 2; i++) {
+            dots += t[i] == '.';
+        }
+        xput(x, (const char *) t + s, i - s);
+        xput(x, "*.*", 3);
+        return;
+    }
+    if (strcmp(tag, "secrets") == 0) {
+        if (t[s] == '-') {
+            /* the header line only */
+            for (k = s + 11; k < e && t[k] != '-'; k++) {
+            }
+            xput(x, (const char *) t + s, k + 5 <= e ? k + 5 - s : k - s);
+            xput(x, "****\xe2\x80\xa6", 7);
+            return;
+        }
+        for (k = 0; key_prefixes[k].prefix; k++) {
+            if (e - s > key_prefixes[k].len
+                && memcmp(t + s, key_prefixes[k].prefix, key_prefixes[k].len)
+                   == 0)
+            {
+                break;
+            }
+        }
+        i = key_prefixes[k].prefix ? key_prefixes[k].len
+            : t[s] == 'e' ? 3 : 4;
+        xput(x, (const char *) t + s, i);
+        xput(x, "****\xe2\x80\xa6", 7);
+        if (e - s >= i + 12) {
+            xput(x, (const char *) t + e - 4, 4);
+        }
+        return;
+    }
+    mask_generic(x, t, s, e);
+}
+
+
+/* ---- the evaluation ---- */
+
+static tp_violation_t *
+add_violation(ev_t *ev, const rule_t *r, const char *detector,
+              unsigned count)
+{
+    tp_policy_result_t *out = ev->out;
+    tp_violation_t     *v, *nv;
+    size_t              cap;
+
+    if (out->nviolations == TP_POLICY_MAX_VIOLATIONS) {
+        out->dropped++;
+        if (r->action != TP_ACTION_BLOCK) {
+            return NULL;
+        }
+        /* a block is always reported: it takes the last place */
+        out->nviolations--;
+    }
+    if (out->nviolations == ev->vcap) {
+        cap = ev->vcap ? ev->vcap * 2 : 8;
+        nv = tp_arena_alloc(&ev->p->arena, cap * sizeof(*nv));
+        if (nv == NULL) {
+            ev->nomem = 1;
+            return NULL;
+        }
+        if (out->nviolations) {
+            memcpy(nv, out->violations, out->nviolations * sizeof(*nv));
+        }
+        out->violations = nv;
+        ev->vcap = cap;
+    }
+    v = &out->violations[out->nviolations];
+    memset(v, 0, sizeof(*v));
+    v->rule_id = r->id ? tp_arena_strndup(&ev->p->arena, r->id, strlen(r->id))
+                 : NULL;
+    v->rule_name = r->name ? tp_arena_strndup(&ev->p->arena, r->name,
+                                              strlen(r->name))
+                   : NULL;
+    if ((r->id && !v->rule_id) || (r->name && !v->rule_name)) {
+        ev->nomem = 1;
+        return NULL;
+    }
+    out->nviolations++;
+    v->type = type_names[r->type];
+    v->detector = detector;
+    v->action = r->action;
+    v->count = count;
+    if (r->action > out->action) {
+        out->action = r->action;
+    }
+    return v;
+}
+
+
+static void
+found(ev_t *ev, const rule_t *r, emit_t *m, const unsigned char *t)
+{
+    tp_violation_t *v;
+    xb_t            x;
+
+    if (m->count == 0) {
+        return;
+    }
+    v = add_violation(ev, r, m->tag, m->count);
+    if (v == NULL) {
+        return;
+    }
+    x.b = v->excerpt;
+    x.len = 0;
+    v->excerpt[0] = '\0';
+    mask(&x, m->tag, t, m->s, m->e);
+    if (r->action == TP_ACTION_BLOCK) {
+        ev->out->blocked_by = v;
+    }
+}
+
+
+static long
+elapsed_ms(const struct timespec *t0)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t0->tv_sec) * 1000
+           + (now.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+
+static void
+prompt_re_free(tp_prompt_t *p)
+{
+    pcre2_match_data_free(p->re_md);
+    pcre2_general_context_free(p->re_gctx);
+    p->re_md = p->re_gctx = NULL;
+}
+
+
+static pcre2_match_data *
+match_data(ev_t *ev)
+{
+    tp_prompt_t *p = ev->p;
+
+    if (p->re_md == NULL) {
+        if (p->re_gctx == NULL) {
+            p->re_gctx = pcre2_general_context_create(re_malloc, re_free,
+                                                      &p->arena.a);
+            if (p->re_gctx == NULL) {
+                return NULL;
+            }
+            p->re_free = prompt_re_free;
+        }
+        p->re_md = pcre2_match_data_create(1, p->re_gctx);
+    }
+    return p->re_md;
+}
+
+
+static void
+match_error(ev_t *ev, const rule_t *r)
+{
+    if (ev->out->match_errors++ == 0) {
+        ev->out->match_error_rule = r->id;
+    }
+}
+
+
+static void
+run_regex(ev_t *ev, const rule_t *r, pcre2_code *code, emit_t *m)
+{
+    const unsigned char *t = ev->p->text;
+    size_t               n = ev->p->text_len, off = 0, s, e;
+    pcre2_match_data    *md = match_data(ev);
+    PCRE2_SIZE          *ov;
+    int                  rc;
+
+    if (md == NULL) {
+        ev->nomem = 1;
+        return;
+    }
+    while (off <= n) {
+        if (ev->budget_gone || elapsed_ms(&ev->t0) > TP_POLICY_REGEX_BUDGET_MS) {
+            ev->budget_gone = 1;
+            match_error(ev, r);
+            return;
+        }
+        rc = pcre2_match(code, t, n, off, 0, md, ev->set->mctx);
+        if (rc == PCRE2_ERROR_NOMATCH) {
+            return;
+        }
+        if (rc < 0) {
+            /* match, depth or heap limit, JIT stack: stop this pattern */
+            match_error(ev, r);
+            return;
+        }
+        ov = pcre2_get_ovector_pointer(md);
+        s = ov[0];
+        e = ov[1];
+        if (e > s && s >= off) {
+            if (!emit(m, s, e)) {
+                return;
+            }
+            off = e;
+            continue;
+        }
+        /* an empty match: step over one character */
+        off = (e > off ? e : off) + 1;
+        while (off < n && (t[off] & 0xc0) == 0x80) {
+            off++;
+        }
+    }
+}
+
+
+static int
+ac_hit(const ac_t *ac, const unsigned char *t, size_t n, size_t i,
+       uint32_t row, emit_t *m)
+{
+    size_t  start;
+    int32_t h, k;
+
+    for (h = ac->hit[row / ac->ncls]; h >= 0; h = ac->dict[h]) {
+        k = ac->out[h];
+        start = i + 1 - ac->kwlen[k];
+        if (((ac->kwedge[k] & 1) && wb(t, start))
+            || ((ac->kwedge[k] & 2) && wa(t, n, i + 1)))
+        {
+            continue;
+        }
+        if (!emit(m, start, i + 1)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
+/* one dependent load per byte: (next row << 1 | has output) */
+static void
+ac_scan(const ac_t *ac, const unsigned char *t, size_t n, emit_t *m)
+{
+    const uint8_t *cls = ac->cls;
+    size_t         i;
+    uint32_t       row = 0, v;
+
+    if (ac->delta16 != NULL) {
+        const uint16_t *d = ac->delta16;
+
+        for (i = 0; i < n; i++) {
+            v = d[row + cls[t[i]]];
+            row = v >> 1;
+            if ((v & 1) && !ac_hit(ac, t, n, i, row, m)) {
+                return;
+            }
+        }
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        v = (uint32_t) ac->delta[row + cls[t[i]]];
+        row = v >> 1;
+        if ((v & 1) && !ac_hit(ac, t, n, i, row, m)) {
+            return;
+        }
+    }
+}
+
+
+int
+tp_policy_glob(const char *pat, const char *s)
+{
+    const char *star = NULL, *mark = NULL;
+
+    /* greedy with one backtrack point: linear enough for model names */
+    while (*s) {
+        if (*pat == '*') {
+            star = ++pat;
+            mark = s;
+            continue;
+        }
+        if (*pat == '?' || (*pat && tp_utf8_fold((unsigned char) *pat)
+                                    == tp_utf8_fold((unsigned char) *s)))
+        {
+            pat++;
+            s++;
+            continue;
+        }
+        if (star == NULL) {
+            return 0;
+        }
+        pat = star;
+        s = ++mark;
+    }
+    while (*pat == '*') {
+        pat++;
+    }
+    return *pat == '\0';
+}
+
+
+static int
+in_list(char **list, size_t n, const char *v)
+{
+    size_t i;
+
+    if (v == NULL) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        if (strcmp(list[i], v) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+static int
+applies(const rule_t *r, const tp_policy_ctx_t *ctx)
+{
+    static const tp_policy_ctx_t none = { -1, NULL, NULL };
+
+    if (ctx == NULL) {
+        ctx = &none;
+    }
+    if (r->providers
+        && (ctx->provider < 0 || ctx->provider >= TP_PROVIDERS
+            || !(r->providers & (1u << ctx->provider))))
+    {
+        return 0;
+    }
+    return (r->nenvs == 0 || in_list(r->envs, r->nenvs, ctx->env))
+           && (r->nkeys == 0 || in_list(r->keys, r->nkeys, ctx->key_id));
+}
+
+
+size_t
+tp_policy_applicable(const tp_policy_set_t *set, const tp_policy_ctx_t *ctx)
+{
+    size_t i, n = 0;
+
+    for (i = 0; set != NULL && i < set->nrules; i++) {
+        n += applies(&set->rules[i], ctx);
+    }
+    return n;
+}
+
+
+static void
+eval_model(ev_t *ev, const rule_t *r)
+{
+    const char     *model = ev->p->model;
+    tp_violation_t *v;
+    size_t          i;
+    int             bad = 0;
+
+    for (i = 0; model && i < r->ndeny && !bad; i++) {
+        bad = tp_policy_glob(r->deny[i], model);
+    }
+    if (!bad && r->nallow) {
+        bad = 1;
+        for (i = 0; model && i < r->nallow && bad; i++) {
+            bad = !tp_policy_glob(r->allow[i], model);
+        }
+    }
+    if (!bad || (v = add_violation(ev, r, "model", 1)) == NULL) {
+        return;
+    }
+    snprintf(v->excerpt, sizeof(v->excerpt), "%s", model ? model : "(none)");
+    if (r->action == TP_ACTION_BLOCK) {
+        ev->out->blocked_by = v;
+    }
+}
+
+
+static void
+eval_limits(ev_t *ev, const rule_t *r)
+{
+    tp_violation_t *v = NULL;
+    tp_prompt_t    *p = ev->p;
+
+    if (r->max_chars >= 0 && (int64_t) p->chars > r->max_chars) {
+        v = add_violation(ev, r, "max_prompt_chars", 1);
+        if (v != NULL) {
+            snprintf(v->excerpt, sizeof(v->excerpt), "%zu > %lld", p->chars,
+                     (long long) r->max_chars);
+        }
+    } else if (r->max_out >= 0 && p->max_output_tokens > r->max_out) {
+        v = add_violation(ev, r, "max_output_tokens", 1);
+        if (v != NULL) {
+            snprintf(v->excerpt, sizeof(v->excerpt), "%lld > %lld",
+                     (long long) p->max_output_tokens,
+                     (long long) r->max_out);
+        }
+    }
+    if (v != NULL && r->action == TP_ACTION_BLOCK) {
+        ev->out->blocked_by = v;
+    }
+}
+
+
+int
+tp_policy_eval(const tp_policy_set_t *set, tp_prompt_t *p,
+               const tp_policy_ctx_t *ctx, tp_policy_result_t *out)
+{
+    const unsigned char *text = p->text, *folded;
+    const rule_t        *r;
+    ev_t                 ev;
+    emit_t               m;
+    size_t               i, k, n = p->text_len;
+    int                  d;
+
+    memset(out, 0, sizeof(*out));
+    memset(&ev, 0, sizeof(ev));
+    ev.set = set;
+    ev.p = p;
+    ev.out = out;
+    clock_gettime(CLOCK_MONOTONIC, &ev.t0);
+
+    for (i = 0; set != NULL && i < set->nrules && !ev.nomem
+                && out->action != TP_ACTION_BLOCK; i++)
+    {
+        r = &set->rules[i];
+        if (!applies(r, ctx)) {
+            continue;
+        }
+        m.ev = &ev;
+        m.all = r->action == TP_ACTION_REDACT;
+        m.count = 0;
+
+        switch (r->type) {
+
+        case T_REGEX:
+            m.tag = "regex";
+            for (k = 0; k < r->nre && n > 0; k++) {
+                run_regex(&ev, r, r->re[k], &m);
+                if (m.count && !m.all) {
+                    break;
+                }
+            }
+            found(&ev, r, &m, text);
+            break;
+
+        case T_KEYWORDS:
+            if (n == 0) {
+                break;
+            }
+            folded = tp_prompt_folded(p);
+            if (folded == NULL) {
+                ev.nomem = 1;
+                break;
+            }
+            m.tag = "keyword";
+            ac_scan(r->ac, folded, n, &m);
+            found(&ev, r, &m, text);
+            break;
+
+        case T_PII:
+            for (d = 0; d < D_COUNT && n > 0 && !ev.nomem
+                        && out->action != TP_ACTION_BLOCK; d++)
+            {
+                if (!(r->detectors & (1u << d))) {
+                    continue;
+                }
+                m.tag = det_names[d];
+                m.count = 0;
+                detectors[d](text, n, &m);
+                found(&ev, r, &m, text);
+            }
+            break;
+
+        case T_MODEL:
+            eval_model(&ev, r);
+            break;
+
+        case T_LIMITS:
+            eval_limits(&ev, r);
+            break;
+        }
+    }
+    return ev.nomem ? -1 : 0;
+}
+
+
+const char *
+tp_policy_action_name(int action)
+{
+    switch (action) {
+    case TP_ACTION_LOG:    return "log";
+    case TP_ACTION_REDACT: return "redact";
+    case TP_ACTION_BLOCK:  return "block";
+    }
+    return "none";
+}

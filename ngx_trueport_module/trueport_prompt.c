@@ -1,0 +1,1409 @@
+/* trueport_prompt.c - request-body text extraction and redaction.
+ *
+ * One pass of a strict JSON scanner over the body; a small table of key
+ * paths per provider (parent state, key -> child state, what a string or
+ * number there is) decides which string values are text, which is the
+ * model and which are token limits, so nothing but the text itself is
+ * copied. Redaction writes the body again, rewriting only the string
+ * values that hold a redacted span. */
+#include "trueport_prompt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARENA_BLOCK  8192
+#define ALIGN16(n)   (((n) + 15) & ~(size_t) 15)
+
+struct tp_arena_block_s {
+    tp_arena_block_t *next;
+    size_t            size;
+};
+
+#define ARENA_HDR    ALIGN16(sizeof(tp_arena_block_t))
+
+
+void
+tp_arena_init(tp_arena_t *ar, const tp_alloc_t *a)
+{
+    ar->a = *a;
+    ar->blocks = NULL;
+    ar->pos = ar->end = NULL;
+}
+
+
+void *
+tp_arena_alloc(tp_arena_t *ar, size_t n)
+{
+    tp_arena_block_t *b;
+    unsigned char    *p;
+    size_t            size;
+
+    if (n > (size_t) 1 << 40) {
+        return NULL;
+    }
+    n = ALIGN16(n ? n : 1);
+    if ((size_t) (ar->end - ar->pos) >= n) {
+        p = ar->pos;
+        ar->pos += n;
+        return p;
+    }
+
+    size = n > ARENA_BLOCK / 4 ? n : ARENA_BLOCK;
+    b = ar->a.alloc(ar->a.ctx, ARENA_HDR + size);
+    if (b == NULL) {
+        return NULL;
+    }
+    b->size = size;
+    p = (unsigned char *) b + ARENA_HDR;
+
+    if (size == n && ar->blocks != NULL) {
+        /* a big piece gets its own block; the current one stays open */
+        b->next = ar->blocks->next;
+        ar->blocks->next = b;
+        return p;
+    }
+    b->next = ar->blocks;
+    ar->blocks = b;
+    ar->pos = p + n;
+    ar->end = p + size;
+    return p;
+}
+
+
+char *
+tp_arena_strndup(tp_arena_t *ar, const char *s, size_t n)
+{
+    char *d = tp_arena_alloc(ar, n + 1);
+
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+
+/* the arena may live in its own first block: nothing of it is touched
+ * once the freeing starts */
+void
+tp_arena_free(tp_arena_t *ar)
+{
+    tp_arena_block_t *b = ar->blocks, *next;
+    tp_alloc_t        a = ar->a;
+
+    ar->blocks = NULL;
+    ar->pos = ar->end = NULL;
+    for ( ; b; b = next) {
+        next = b->next;
+        a.free(a.ctx, b);
+    }
+}
+
+
+/* ---- UTF-8 ---- */
+
+static size_t
+utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0], lo = 0x80, hi = 0xbf;
+    size_t   avail = end - p;
+
+    if (c < 0xc2) {
+        return 0;
+    }
+    if (c < 0xe0) {
+        return avail >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
+    }
+    if (c < 0xf0) {
+        if (c == 0xe0) {
+            lo = 0xa0;
+        } else if (c == 0xed) {
+            hi = 0x9f;          /* UTF-16 surrogates are not characters */
+        }
+        return avail >= 3 && p[1] >= lo && p[1] <= hi
+               && (p[2] & 0xc0) == 0x80 ? 3 : 0;
+    }
+    if (c < 0xf5) {
+        if (c == 0xf0) {
+            lo = 0x90;
+        } else if (c == 0xf4) {
+            hi = 0x8f;
+        }
+        return avail >= 4 && p[1] >= lo && p[1] <= hi
+               && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4 : 0;
+    }
+    return 0;
+}
+
+
+/* decodes the code point at t[i] of valid UTF-8; *len gets its length */
+static uint32_t
+utf8_get(const unsigned char *t, size_t n, size_t i, size_t *len)
+{
+    unsigned c = t[i];
+
+    if (c < 0x80) {
+        *len = 1;
+        return c;
+    }
+    if (c < 0xe0 && i + 1 < n) {
+        *len = 2;
+        return ((c & 0x1f) << 6) | (t[i + 1] & 0x3f);
+    }
+    if (c < 0xf0 && i + 2 < n) {
+        *len = 3;
+        return ((c & 0x0f) << 12) | ((t[i + 1] & 0x3f) << 6) | (t[i + 2] & 0x3f);
+    }
+    if (i + 3 < n) {
+        *len = 4;
+        return ((c & 0x07) << 18) | ((t[i + 1] & 0x3f) << 12)
+               | ((t[i + 2] & 0x3f) << 6) | (t[i + 3] & 0x3f);
+    }
+    *len = 1;
+    return 0xfffd;
+}
+
+
+static size_t
+utf8_put(unsigned char *o, uint32_t cp)
+{
+    if (cp < 0x80) {
+        o[0] = (unsigned char) cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (unsigned char) (0xc0 | (cp >> 6));
+        o[1] = (unsigned char) (0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (unsigned char) (0xe0 | (cp >> 12));
+        o[1] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
+        o[2] = (unsigned char) (0x80 | (cp & 0x3f));
+        return 3;
+    }
+    o[0] = (unsigned char) (0xf0 | (cp >> 18));
+    o[1] = (unsigned char) (0x80 | ((cp >> 12) & 0x3f));
+    o[2] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
+    o[3] = (unsigned char) (0x80 | (cp & 0x3f));
+    return 4;
+}
+
+
+/* Simple lower-casing that keeps the encoded length, so folded text has the
+ * offsets of the original. */
+uint32_t
+tp_utf8_fold(uint32_t c)
+{
+    if (c < 0x80) {
+        return c >= 'A' && c <= 'Z' ? c + 32 : c;
+    }
+    if (c < 0x100) {
+        return c >= 0xc0 && c <= 0xde && c != 0xd7 ? c + 32 : c;
+    }
+    if (c < 0x180) {                                   /* Latin Extended-A */
+        if (c == 0x130 || c == 0x131 || c == 0x138 || c == 0x149) {
+            return c;
+        }
+        if (c == 0x178) {
+            return 0xff;
+        }
+        if (c <= 0x137 || (c >= 0x14a && c <= 0x177)) {
+            return c | 1;
+        }
+        if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e)) {
+            return c & 1 ? c + 1 : c;
+        }
+        return c;
+    }
+    if (c >= 0x386 && c <= 0x3a9) {                    /* Greek */
+        if (c >= 0x391 && c != 0x3a2) {
+            return c + 32;
+        }
+        switch (c) {
+        case 0x386: return 0x3ac;
+        case 0x388: case 0x389: case 0x38a: return c + 37;
+        case 0x38c: return 0x3cc;
+        case 0x38e: case 0x38f: return c + 63;
+        }
+        return c;
+    }
+    if (c == 0x3c2) {
+        return 0x3c3;                                  /* final sigma */
+    }
+    if (c >= 0x400 && c <= 0x42f) {                    /* Cyrillic */
+        return c < 0x410 ? c + 80 : c + 32;
+    }
+    if ((c >= 0x460 && c <= 0x481) || (c >= 0x48a && c <= 0x4bf)) {
+        return c | 1;
+    }
+    return c;
+}
+
+
+/* Letters, digits and '_' of the scripts that separate words with spaces.
+ * Punctuation, symbols, emoji and CJK (no spaces between words) are not
+ * word characters, so a keyword can match inside CJK text. */
+int
+tp_utf8_is_word(uint32_t c)
+{
+    if (c < 0x80) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+               || (c >= '0' && c <= '9') || c == '_';
+    }
+    if (c < 0xc0) {
+        return c == 0xaa || c == 0xb5 || c == 0xba;
+    }
+    if (c < 0x2000) {
+        switch (c) {
+        case 0xd7: case 0xf7:                          /* x, divide */
+        case 0x37e: case 0x387:                        /* Greek ; and . */
+        case 0x589: case 0x5be: case 0x5c0: case 0x5c3: case 0x5f3:
+        case 0x5f4:
+        case 0x60c: case 0x60d: case 0x61b: case 0x61f: case 0x66a:
+        case 0x66b: case 0x66c: case 0x66d: case 0x6d4:
+        case 0x964: case 0x965: case 0x1680:
+            return 0;
+        }
+        return 1;
+    }
+    return c >= 0xac00 && c <= 0xd7a3;                 /* Hangul */
+}
+
+
+int
+tp_utf8_word_before(const unsigned char *t, size_t i)
+{
+    size_t j, len;
+
+    if (i == 0) {
+        return 0;
+    }
+    j = i - 1;
+    while (j > 0 && i - j < 4 && (t[j] & 0xc0) == 0x80) {
+        j--;
+    }
+    return tp_utf8_is_word(utf8_get(t, i, j, &len));
+}
+
+
+int
+tp_utf8_word_at(const unsigned char *t, size_t n, size_t i)
+{
+    size_t len;
+
+    return i < n && tp_utf8_is_word(utf8_get(t, n, i, &len));
+}
+
+
+void
+tp_utf8_fold_buf(const unsigned char *in, size_t n, unsigned char *out)
+{
+    size_t   i = 0, len;
+    uint32_t cp, f;
+
+    while (i < n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint64_t x, ge_a, gt_z;
+
+        if (n - i >= 8) {
+            memcpy(&x, in + i, 8);
+            if (!(x & 0x8080808080808080ULL)) {
+                /* eight ASCII bytes: set 0x20 on those in A..Z */
+                ge_a = x + 0x0101010101010101ULL * (0x80 - 'A');
+                gt_z = x + 0x0101010101010101ULL * (0x7f - 'Z');
+                x |= (ge_a & ~gt_z & 0x8080808080808080ULL) >> 2;
+                memcpy(out + i, &x, 8);
+                i += 8;
+                continue;
+            }
+        }
+#endif
+        if (in[i] < 0x80) {
+            out[i] = in[i] >= 'A' && in[i] <= 'Z' ? in[i] + 32 : in[i];
+            i++;
+            continue;
+        }
+        cp = utf8_get(in, n, i, &len);
+        f = tp_utf8_fold(cp);
+        if (f != cp && utf8_put(out + i, f) == len) {
+            i += len;
+            continue;
+        }
+        memcpy(out + i, in + i, len);
+        i += len;
+    }
+}
+
+
+/* ---- JSON scanner ---- */
+
+/* bytes a string can hold as they are: printable ASCII but " and \ */
+static unsigned char plain[256];
+static int           plain_ready;
+
+
+static void
+plain_init(void)
+{
+    int c;
+
+    for (c = 0x20; c < 0x80; c++) {
+        plain[c] = c != '"' && c != '\\';
+    }
+    plain_ready = 1;
+}
+
+
+static int
+hexval(unsigned c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? (int) c - 'a' + 10 : -1;
+}
+
+
+static int
+hex4(const unsigned char *p)
+{
+    int a = hexval(p[0]), b = hexval(p[1]), c = hexval(p[2]),
+        d = hexval(p[3]);
+
+    if ((a | b | c | d) < 0) {
+        return -1;
+    }
+    return (a << 12) | (b << 8) | (c << 4) | d;
+}
+
+
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* bytes a string holds as they are, eight at a time while none is ", \,
+ * a control character or non-ASCII */
+static const unsigned char *
+skip_plain(const unsigned char *p, const unsigned char *end)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t x, q, b;
+
+    while (end - p >= 8) {
+        memcpy(&x, p, 8);
+        q = x ^ (ONES * '"');
+        b = x ^ (ONES * '\\');
+        if (((x - ONES * 0x20) | (q - ONES) | (b - ONES) | x) & HIGHS) {
+            break;
+        }
+        p += 8;
+    }
+#endif
+    while (p < end && plain[*p]) {
+        p++;
+    }
+    return p;
+}
+
+
+#define FAIL(...) do {                                                  \
+    if (errlen) snprintf(err, errlen, __VA_ARGS__);                     \
+    return -1;                                                          \
+} while (0)
+
+/* *pp at the opening quote; on return at the closing one */
+static int
+scan_string(const unsigned char *buf, const unsigned char **pp,
+            const unsigned char *end, int *escaped, char *err, size_t errlen)
+{
+    const unsigned char *p = *pp + 1;
+    size_t               n;
+    int                  esc = 0;
+
+    for ( ;; ) {
+        p = skip_plain(p, end);
+        if (p == end) {
+            FAIL("unterminated string at offset %zu", (size_t) (*pp - buf));
+        }
+        if (*p == '"') {
+            break;
+        }
+        if (*p == '\\') {
+            esc = 1;
+            if (end - p < 2) {
+                FAIL("unterminated string at offset %zu",
+                     (size_t) (*pp - buf));
+            }
+            switch (p[1]) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n':
+            case 'r': case 't':
+                p += 2;
+                continue;
+            case 'u':
+                if (end - p < 6 || hex4(p + 2) < 0) {
+                    FAIL("bad \\u escape at offset %zu", (size_t) (p - buf));
+                }
+                p += 6;
+                continue;
+            }
+            FAIL("bad escape at offset %zu", (size_t) (p - buf));
+        }
+        if (*p < 0x20) {
+            FAIL("control character in a string at offset %zu",
+                 (size_t) (p - buf));
+        }
+        n = utf8_seq(p, end);
+        if (n == 0) {
+            FAIL("invalid UTF-8 at offset %zu", (size_t) (p - buf));
+        }
+        p += n;
+    }
+    *escaped = esc;
+    *pp = p;
+    return 0;
+}
+
+
+static const unsigned char *
+scan_number(const unsigned char *p, const unsigned char *end)
+{
+    if (p < end && *p == '-') {
+        p++;
+    }
+    if (p == end) {
+        return NULL;
+    }
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    } else {
+        return NULL;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if (p == end || *p < '0' || *p > '9') {
+            return NULL;
+        }
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+        if (p == end || *p < '0' || *p > '9') {
+            return NULL;
+        }
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+    return p;
+}
+
+
+enum { J_VALUE, J_ARRAY_FIRST, J_OBJECT_FIRST, J_KEY, J_AFTER };
+
+int
+tp_json_scan(const unsigned char *buf, size_t len, const tp_json_cb_t *cb,
+             void *ctx, char *err, size_t errlen)
+{
+    const unsigned char *p = buf, *end = buf + len, *q;
+    unsigned char        stack[TP_JSON_MAX_DEPTH];
+    int                  depth = 0, state = J_VALUE, rc, escaped, array;
+
+    if (!plain_ready) {
+        plain_init();
+    }
+
+    for ( ;; ) {
+        while (p < end && (*p == ' ' || *p == '\n' || *p == '\r'
+                           || *p == '\t'))
+        {
+            p++;
+        }
+
+        switch (state) {
+
+        case J_AFTER:
+            if (depth == 0) {
+                if (p != end) {
+                    FAIL("unexpected data after the JSON value at offset %zu",
+                         (size_t) (p - buf));
+                }
+                return 0;
+            }
+            if (p == end) {
+                FAIL("unexpected end of JSON");
+            }
+            array = stack[depth - 1];
+            if (*p == ',') {
+                p++;
+                state = array ? J_VALUE : J_KEY;
+                continue;
+            }
+            if (*p == (array ? ']' : '}')) {
+                p++;
+                depth--;
+                if (cb->end && (rc = cb->end(ctx, array)) != 0) {
+                    return rc;
+                }
+                continue;
+            }
+            FAIL("expected ',' or '%c' at offset %zu", array ? ']' : '}',
+                 (size_t) (p - buf));
+
+        case J_OBJECT_FIRST:
+        case J_KEY:
+            if (p == end) {
+                FAIL("unexpected end of JSON");
+            }
+            if (state == J_OBJECT_FIRST && *p == '}') {
+                p++;
+                depth--;
+                if (cb->end && (rc = cb->end(ctx, 0)) != 0) {
+                    return rc;
+                }
+                state = J_AFTER;
+                continue;
+            }
+            if (*p != '"') {
+                FAIL("expected a key at offset %zu", (size_t) (p - buf));
+            }
+            q = p;
+            if (scan_string(buf, &q, end, &escaped, err, errlen) != 0) {
+                return -1;
+            }
+            if (cb->key
+                && (rc = cb->key(ctx, p + 1, q - p - 1, escaped)) != 0)
+            {
+                return rc;
+            }
+            p = q + 1;
+            while (p < end && (*p == ' ' || *p == '\n' || *p == '\r'
+                               || *p == '\t'))
+            {
+                p++;
+            }
+            if (p == end || *p != ':') {
+                FAIL("expected ':' at offset %zu", (size_t) (p - buf));
+            }
+            p++;
+            state = J_VALUE;
+            continue;
+
+        case J_ARRAY_FIRST:
+            if (p < end && *p == ']') {
+                p++;
+                depth--;
+                if (cb->end && (rc = cb->end(ctx, 1)) != 0) {
+                    return rc;
+                }
+                state = J_AFTER;
+                continue;
+            }
+            /* fall through */
+
+        case J_VALUE:
+            if (p == end) {
+                FAIL("unexpected end of JSON");
+            }
+            switch (*p) {
+
+            case '{':
+            case '[':
+                if (depth == TP_JSON_MAX_DEPTH) {
+                    FAIL("JSON nested too deeply at offset %zu",
+                         (size_t) (p - buf));
+                }
+                array = *p == '[';
+                stack[depth++] = (unsigned char) array;
+                p++;
+                if (cb->start && (rc = cb->start(ctx, array)) != 0) {
+                    return rc;
+                }
+                state = array ? J_ARRAY_FIRST : J_OBJECT_FIRST;
+                continue;
+
+            case '"':
+                q = p;
+                if (scan_string(buf, &q, end, &escaped, err, errlen) != 0) {
+                    return -1;
+                }
+                if (cb->string
+                    && (rc = cb->string(ctx, p + 1, q - p - 1, escaped)) != 0)
+                {
+                    return rc;
+                }
+                p = q + 1;
+                break;
+
+            case 't':
+            case 'f':
+            case 'n':
+                rc = *p == 't' ? TP_JSON_TRUE
+                     : *p == 'f' ? TP_JSON_FALSE : TP_JSON_NULL;
+                {
+                    const char *lit = rc == TP_JSON_TRUE ? "true"
+                                      : rc == TP_JSON_FALSE ? "false" : "null";
+                    size_t      n = strlen(lit);
+
+                    if ((size_t) (end - p) < n || memcmp(p, lit, n) != 0) {
+                        FAIL("invalid literal at offset %zu",
+                             (size_t) (p - buf));
+                    }
+                    p += n;
+                }
+                if (cb->literal && (rc = cb->literal(ctx, rc)) != 0) {
+                    return rc;
+                }
+                break;
+
+            default:
+                q = scan_number(p, end);
+                if (q == NULL) {
+                    FAIL("unexpected character at offset %zu",
+                         (size_t) (p - buf));
+                }
+                if (cb->number && (rc = cb->number(ctx, p, q - p)) != 0) {
+                    return rc;
+                }
+                p = q;
+                break;
+            }
+            state = J_AFTER;
+            continue;
+        }
+    }
+}
+
+
+size_t
+tp_json_unescape(const unsigned char *raw, size_t len, unsigned char *out)
+{
+    const unsigned char *p = raw, *end = raw + len, *bs;
+    unsigned char       *o = out;
+    int                  cp, lo;
+
+    while (p < end) {
+        bs = memchr(p, '\\', end - p);
+        if (bs == NULL) {
+            memcpy(o, p, end - p);
+            o += end - p;
+            break;
+        }
+        memcpy(o, p, bs - p);
+        o += bs - p;
+        p = bs;
+
+        switch (p[1]) {
+        case 'b': *o++ = '\b'; p += 2; continue;
+        case 'f': *o++ = '\f'; p += 2; continue;
+        case 'n': *o++ = '\n'; p += 2; continue;
+        case 'r': *o++ = '\r'; p += 2; continue;
+        case 't': *o++ = '\t'; p += 2; continue;
+        case 'u': break;
+        default:  *o++ = p[1]; p += 2; continue;     /* " \ / */
+        }
+
+        cp = hex4(p + 2);
+        p += 6;
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2) : -1;
+            if (lo >= 0xdc00 && lo <= 0xdfff) {
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                p += 6;
+            } else {
+                cp = 0xfffd;
+            }
+        } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+            cp = 0xfffd;
+        }
+        o += utf8_put(o, (uint32_t) cp);
+    }
+    return o - out;
+}
+
+
+/* ---- extraction ---- */
+
+enum {
+    S_NONE = 0, S_ANY, S_ROOT,
+    S_MSGS, S_MSG, S_PARTS, S_PART, S_TCALLS, S_TCALL, S_FUNC, S_PROMPTS,
+    S_INPUTS, S_BLOCKS, S_BLOCK,
+    S_GCONTENTS, S_GCONTENT, S_GPARTS, S_GPART, S_GFC, S_GFR, S_GENCFG,
+    S_GREQS, S_GREQ
+};
+
+enum {
+    L_NONE = 0,
+    L_TEXT,          /* a text segment */
+    L_PART,          /* a text segment joined to its siblings in a parts array */
+    L_MODEL,
+    L_MAXTOK
+};
+
+#define P_OA  ((1 << TP_OPENAI) | (1 << TP_AZURE))
+#define P_AN  (1 << TP_ANTHROPIC)
+#define P_GG  (1 << TP_GOOGLE)
+
+typedef struct {
+    uint8_t     providers;
+    uint8_t     parent;
+    const char *key;         /* NULL: an element of an array */
+    uint8_t     child;       /* when the value is an object or array */
+    uint8_t     leaf;        /* when it is a string or number */
+} path_rule_t;
+
+static const path_rule_t paths[] = {
+    /* OpenAI and Azure: chat, completions, embeddings, responses */
+    { P_OA, S_ROOT, "messages", S_MSGS, L_NONE },
+    { P_OA, S_MSGS, NULL, S_MSG, L_NONE },
+    { P_OA, S_MSG, "content", S_PARTS, L_TEXT },
+    { P_OA, S_PARTS, NULL, S_PART, L_TEXT },
+    { P_OA, S_PART, "text", S_NONE, L_PART },
+    { P_OA, S_MSG, "tool_calls", S_TCALLS, L_NONE },
+    { P_OA, S_TCALLS, NULL, S_TCALL, L_NONE },
+    { P_OA, S_TCALL, "function", S_FUNC, L_NONE },
+    { P_OA, S_MSG, "function_call", S_FUNC, L_NONE },
+    { P_OA, S_FUNC, "arguments", S_NONE, L_TEXT },
+    { P_OA, S_MSG, "arguments", S_NONE, L_TEXT },
+    { P_OA, S_MSG, "output", S_PARTS, L_TEXT },
+    { P_OA, S_ROOT, "prompt", S_PROMPTS, L_TEXT },
+    { P_OA, S_PROMPTS, NULL, S_NONE, L_TEXT },
+    { P_OA, S_ROOT, "input", S_INPUTS, L_TEXT },
+    { P_OA, S_INPUTS, NULL, S_MSG, L_TEXT },
+    { P_OA, S_ROOT, "instructions", S_NONE, L_TEXT },
+    { P_OA, S_ROOT, "max_tokens", S_NONE, L_MAXTOK },
+    { P_OA, S_ROOT, "max_completion_tokens", S_NONE, L_MAXTOK },
+    { P_OA, S_ROOT, "max_output_tokens", S_NONE, L_MAXTOK },
+
+    /* Anthropic messages (and the legacy completions prompt) */
+    { P_AN, S_ROOT, "system", S_BLOCKS, L_TEXT },
+    { P_AN, S_ROOT, "messages", S_MSGS, L_NONE },
+    { P_AN, S_MSGS, NULL, S_MSG, L_NONE },
+    { P_AN, S_MSG, "content", S_BLOCKS, L_TEXT },
+    { P_AN, S_BLOCKS, NULL, S_BLOCK, L_TEXT },
+    { P_AN, S_BLOCK, "text", S_NONE, L_PART },
+    { P_AN, S_BLOCK, "content", S_BLOCKS, L_TEXT },        /* tool_result */
+    { P_AN, S_BLOCK, "input", S_ANY, L_TEXT },             /* tool_use */
+    { P_AN, S_ROOT, "prompt", S_NONE, L_TEXT },
+    { P_AN, S_ROOT, "max_tokens", S_NONE, L_MAXTOK },
+    { P_AN, S_ROOT, "max_tokens_to_sample", S_NONE, L_MAXTOK },
+
+    /* Gemini: generateContent, countTokens, embedContent, batch embeds */
+    { P_GG, S_ROOT, "contents", S_GCONTENTS, L_NONE },
+    { P_GG, S_GCONTENTS, NULL, S_GCONTENT, L_NONE },
+    { P_GG, S_ROOT, "systemInstruction", S_GCONTENT, L_TEXT },
+    { P_GG, S_ROOT, "system_instruction", S_GCONTENT, L_TEXT },
+    { P_GG, S_ROOT, "content", S_GCONTENT, L_NONE },
+    { P_GG, S_ROOT, "requests", S_GREQS, L_NONE },
+    { P_GG, S_GREQS, NULL, S_GREQ, L_NONE },
+    { P_GG, S_GREQ, "content", S_GCONTENT, L_NONE },
+    { P_GG, S_GREQ, "contents", S_GCONTENTS, L_NONE },
+    { P_GG, S_GCONTENT, "parts", S_GPARTS, L_NONE },
+    { P_GG, S_GPARTS, NULL, S_GPART, L_NONE },
+    { P_GG, S_GPART, "text", S_NONE, L_PART },
+    { P_GG, S_GPART, "functionCall", S_GFC, L_NONE },
+    { P_GG, S_GPART, "function_call", S_GFC, L_NONE },
+    { P_GG, S_GFC, "args", S_ANY, L_TEXT },
+    { P_GG, S_GPART, "functionResponse", S_GFR, L_NONE },
+    { P_GG, S_GPART, "function_response", S_GFR, L_NONE },
+    { P_GG, S_GFR, "response", S_ANY, L_TEXT },
+    { P_GG, S_ROOT, "generationConfig", S_GENCFG, L_NONE },
+    { P_GG, S_ROOT, "generation_config", S_GENCFG, L_NONE },
+    { P_GG, S_GENCFG, "maxOutputTokens", S_NONE, L_MAXTOK },
+    { P_GG, S_GENCFG, "max_output_tokens", S_NONE, L_MAXTOK },
+
+    { P_OA | P_AN | P_GG, S_ROOT, "model", S_NONE, L_MODEL },
+    { 0, 0, NULL, 0, 0 }
+};
+
+typedef struct {
+    uint8_t  state;
+    uint8_t  array;
+    uint32_t arr_id;
+} frame_t;
+
+typedef struct {
+    tp_prompt_t *p;
+    unsigned     pmask;
+    frame_t      st[TP_JSON_MAX_DEPTH];
+    int          depth;
+    uint8_t      pend_state, pend_leaf;     /* the next value of an object */
+    uint32_t     arr_ids;
+    uint32_t     last_join;                 /* of the last segment, 0 none */
+    size_t       text_cap;
+    int          root_done;
+    char        *err;
+    size_t       errlen;
+} ex_t;
+
+#define EX_EMALFORMED  (-10)
+#define EX_ENOMEM      (-11)
+
+
+static void
+lookup(ex_t *x, uint8_t parent, const unsigned char *key, size_t klen,
+       uint8_t *child, uint8_t *leaf)
+{
+    const path_rule_t *r;
+
+    *child = S_NONE;
+    *leaf = L_NONE;
+    if (parent == S_NONE) {
+        return;
+    }
+    if (parent == S_ANY) {
+        *child = S_ANY;
+        *leaf = L_TEXT;
+        return;
+    }
+    for (r = paths; r->providers; r++) {
+        if (!(r->providers & x->pmask) || r->parent != parent) {
+            continue;
+        }
+        if (key == NULL ? r->key == NULL
+            : r->key != NULL && strlen(r->key) == klen
+              && memcmp(r->key, key, klen) == 0)
+        {
+            *child = r->child;
+            *leaf = r->leaf;
+            return;
+        }
+    }
+}
+
+
+/* what the value about to be scanned is; *join is set for L_PART */
+static void
+target(ex_t *x, uint8_t *state, uint8_t *leaf, uint32_t *join)
+{
+    frame_t *top;
+
+    *join = 0;
+    if (x->depth == 0) {
+        *state = x->root_done ? S_NONE : S_ROOT;
+        *leaf = L_NONE;
+        return;
+    }
+    top = &x->st[x->depth - 1];
+    if (top->array) {
+        lookup(x, top->state, NULL, 0, state, leaf);
+    } else {
+        *state = x->pend_state;
+        *leaf = x->pend_leaf;
+        x->pend_state = S_NONE;
+        x->pend_leaf = L_NONE;
+    }
+    if (*leaf == L_PART && x->depth >= 2 && x->st[x->depth - 2].array) {
+        *join = x->st[x->depth - 2].arr_id;
+    }
+}
+
+
+static int
+ex_fail(ex_t *x, const char *msg)
+{
+    if (x->errlen) {
+        snprintf(x->err, x->errlen, "%s", msg);
+    }
+    return EX_EMALFORMED;
+}
+
+
+static int
+ex_start(void *ctx, int array)
+{
+    ex_t    *x = ctx;
+    uint8_t  state, leaf;
+    uint32_t join;
+
+    if (x->depth == 0 && array) {
+        return ex_fail(x, "the request body must be a JSON object");
+    }
+    target(x, &state, &leaf, &join);
+    x->st[x->depth].state = state;
+    x->st[x->depth].array = (uint8_t) array;
+    x->st[x->depth].arr_id = array ? ++x->arr_ids : 0;
+    x->depth++;
+    return 0;
+}
+
+
+static int
+ex_end(void *ctx, int array)
+{
+    ex_t *x = ctx;
+
+    (void) array;
+    if (--x->depth == 0) {
+        x->root_done = 1;
+    }
+    return 0;
+}
+
+
+static int
+ex_key(void *ctx, const unsigned char *raw, size_t len, int escaped)
+{
+    ex_t          *x = ctx;
+    frame_t       *top = &x->st[x->depth - 1];
+    unsigned char  kbuf[64];
+
+    if (top->state == S_NONE) {
+        x->pend_state = S_NONE;
+        x->pend_leaf = L_NONE;
+        return 0;
+    }
+    if (escaped) {
+        if (len > sizeof(kbuf)) {
+            x->pend_state = top->state == S_ANY ? S_ANY : S_NONE;
+            x->pend_leaf = top->state == S_ANY ? L_TEXT : L_NONE;
+            return 0;
+        }
+        len = tp_json_unescape(raw, len, kbuf);
+        raw = kbuf;
+    }
+    lookup(x, top->state, raw, len, &x->pend_state, &x->pend_leaf);
+    return 0;
+}
+
+
+static int
+add_segment(ex_t *x, const unsigned char *raw, size_t len, int escaped,
+            uint32_t join)
+{
+    tp_prompt_t  *p = x->p;
+    tp_segment_t *s;
+    size_t        off, n, i;
+
+    if (len == 0) {
+        return 0;
+    }
+    if (p->nsegs > 0 && !(join != 0 && join == x->last_join)) {
+        p->text[p->text_len++] = '\n';
+    }
+    off = p->text_len;
+    if (off + len > x->text_cap) {
+        return EX_ENOMEM;             /* cannot happen: text <= body */
+    }
+    if (escaped) {
+        n = tp_json_unescape(raw, len, p->text + off);
+    } else {
+        memcpy(p->text + off, raw, len);
+        n = len;
+    }
+    for (i = 0; i < n; i++) {
+        p->chars += (p->text[off + i] & 0xc0) != 0x80;
+    }
+    p->text_len = off + n;
+
+    if (p->nsegs == p->segs_cap) {
+        size_t        cap = p->segs_cap ? p->segs_cap * 2 : 16;
+        tp_segment_t *ns = tp_arena_alloc(&p->arena, cap * sizeof(*ns));
+
+        if (ns == NULL) {
+            return EX_ENOMEM;
+        }
+        if (p->nsegs) {
+            memcpy(ns, p->segs, p->nsegs * sizeof(*ns));
+        }
+        p->segs = ns;
+        p->segs_cap = cap;
+    }
+    s = &p->segs[p->nsegs++];
+    s->raw_off = (uint32_t) (raw - p->body);
+    s->raw_len = (uint32_t) len;
+    s->text_off = (uint32_t) off;
+    s->text_len = (uint32_t) n;
+    x->last_join = join;
+    return 0;
+}
+
+
+static int
+ex_string(void *ctx, const unsigned char *raw, size_t len, int escaped)
+{
+    ex_t     *x = ctx;
+    uint8_t   state, leaf;
+    uint32_t  join;
+    char     *m;
+
+    if (x->depth == 0) {
+        return ex_fail(x, "the request body must be a JSON object");
+    }
+    target(x, &state, &leaf, &join);
+    switch (leaf) {
+
+    case L_TEXT:
+    case L_PART:
+        return add_segment(x, raw, len, escaped, join);
+
+    case L_MODEL:
+        if (x->p->model != NULL) {
+            return ex_fail(x, "duplicate \"model\" field");
+        }
+        m = tp_arena_alloc(&x->p->arena, len + 1);
+        if (m == NULL) {
+            return EX_ENOMEM;
+        }
+        len = escaped ? tp_json_unescape(raw, len, (unsigned char *) m) : len;
+        if (!escaped) {
+            memcpy(m, raw, len);
+        }
+        m[len] = '\0';
+        x->p->model = m;
+        return 0;
+    }
+    return 0;
+}
+
+
+static int
+ex_number(void *ctx, const unsigned char *raw, size_t len)
+{
+    ex_t     *x = ctx;
+    uint8_t   state, leaf;
+    uint32_t  join;
+    char      buf[64];
+    double    d;
+    int64_t   v;
+
+    if (x->depth == 0) {
+        return ex_fail(x, "the request body must be a JSON object");
+    }
+    target(x, &state, &leaf, &join);
+    if (leaf != L_MAXTOK || raw[0] == '-') {
+        return 0;
+    }
+    if (len >= sizeof(buf)) {
+        v = INT64_MAX;
+    } else {
+        memcpy(buf, raw, len);
+        buf[len] = '\0';
+        d = strtod(buf, NULL);
+        v = d >= 9.0e18 ? INT64_MAX : (int64_t) d;
+    }
+    if (v > x->p->max_output_tokens) {
+        x->p->max_output_tokens = v;
+    }
+    return 0;
+}
+
+
+static int
+ex_literal(void *ctx, int which)
+{
+    ex_t     *x = ctx;
+    uint8_t   state, leaf;
+    uint32_t  join;
+
+    (void) which;
+    if (x->depth == 0) {
+        return ex_fail(x, "the request body must be a JSON object");
+    }
+    target(x, &state, &leaf, &join);
+    return 0;
+}
+
+
+static const tp_json_cb_t ex_cb = {
+    ex_start, ex_end, ex_key, ex_string, ex_number, ex_literal
+};
+
+
+int
+tp_prompt_parse(const tp_alloc_t *a, int provider, const unsigned char *body,
+                size_t len, const char *url_model, size_t url_model_len,
+                tp_prompt_t **out, char *err, size_t errlen)
+{
+    tp_prompt_t *p;
+    ex_t        *x;
+    tp_arena_t   ar;
+    int          rc;
+
+    *out = NULL;
+    if (errlen) {
+        err[0] = '\0';
+    }
+    if (provider < 0 || provider >= TP_PROVIDERS) {
+        if (errlen) {
+            snprintf(err, errlen, "unknown provider");
+        }
+        return TP_PROMPT_EMALFORMED;
+    }
+    if (len > TP_PROMPT_MAX_BODY) {
+        if (errlen) {
+            snprintf(err, errlen, "request body larger than %u bytes",
+                     TP_PROMPT_MAX_BODY);
+        }
+        return TP_PROMPT_ETOOBIG;
+    }
+
+    tp_arena_init(&ar, a);
+    p = NULL;
+    x = a->alloc(a->ctx, sizeof(*x));
+    if (x == NULL) {
+        goto nomem;
+    }
+    p = tp_arena_alloc(&ar, sizeof(*p));
+    if (p == NULL) {
+        goto nomem;
+    }
+    memset(p, 0, sizeof(*p));
+    memset(x, 0, sizeof(*x));
+    p->arena = ar;
+    p->provider = provider;
+    p->body = body;
+    p->body_len = len;
+    p->max_output_tokens = -1;
+
+    /* decoded text plus one separator per segment never exceeds the
+     * body: every segment loses at least its two quotes */
+    p->text = tp_arena_alloc(&p->arena, len + 1);
+    if (p->text == NULL) {
+        goto nomem;
+    }
+    x->p = p;
+    x->pmask = 1u << provider;
+    x->text_cap = len;
+    x->err = err;
+    x->errlen = errlen;
+
+    rc = tp_json_scan(body, len, &ex_cb, x, err, errlen);
+    a->free(a->ctx, x);
+    x = NULL;
+    if (rc == EX_ENOMEM) {
+        goto nomem;
+    }
+    if (rc != 0) {
+        ar = p->arena;
+        tp_arena_free(&ar);
+        return TP_PROMPT_EMALFORMED;
+    }
+    p->text[p->text_len] = '\0';
+
+    if (url_model != NULL && url_model_len > 7
+        && memcmp(url_model, "models/", 7) == 0)
+    {
+        url_model += 7;
+        url_model_len -= 7;
+    }
+    if (url_model != NULL && url_model_len > 0
+        && (provider == TP_GOOGLE || p->model == NULL))
+    {
+        p->model = tp_arena_strndup(&p->arena, url_model, url_model_len);
+        if (p->model == NULL) {
+            goto nomem;
+        }
+    }
+    *out = p;
+    return TP_PROMPT_OK;
+
+nomem:
+    if (x != NULL) {
+        a->free(a->ctx, x);
+    }
+    if (p != NULL) {
+        ar = p->arena;
+    }
+    tp_arena_free(&ar);
+    if (errlen) {
+        snprintf(err, errlen, "out of memory");
+    }
+    return TP_PROMPT_ENOMEM;
+}
+
+
+const unsigned char *
+tp_prompt_folded(tp_prompt_t *p)
+{
+    if (p->folded == NULL) {
+        p->folded = tp_arena_alloc(&p->arena, p->text_len + 1);
+        if (p->folded == NULL) {
+            return NULL;
+        }
+        tp_utf8_fold_buf(p->text, p->text_len, p->folded);
+        p->folded[p->text_len] = '\0';
+    }
+    return p->folded;
+}
+
+
+/* ---- redaction ---- */
+
+static int
+span_cmp(const void *a, const void *b)
+{
+    const tp_span_t *x = a, *y = b;
+
+    if (x->start != y->start) {
+        return x->start < y->start ? -1 : 1;
+    }
+    return x->end > y->end ? -1 : x->end < y->end;
+}
+
+
+static size_t
+escape_into(unsigned char *o, const unsigned char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char    *start = o;
+    size_t            i;
+    unsigned char     c;
+
+    for (i = 0; i < n; i++) {
+        c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"':  *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = (unsigned char) hex[c >> 4];
+            *o++ = (unsigned char) hex[c & 15];
+        }
+    }
+    return o - start;
+}
+
+
+static size_t
+marker_into(unsigned char *o, const char *tag)
+{
+    size_t n = strlen(tag);
+
+    memcpy(o, "[REDACTED:", 10);
+    memcpy(o + 10, tag, n);
+    o[10 + n] = ']';
+    return 11 + n;
+}
+
+
+int
+tp_prompt_redact(tp_prompt_t *p, const tp_span_t *spans, size_t nspans,
+                 const unsigned char **out, size_t *out_len)
+{
+    tp_span_t          *m;
+    const tp_segment_t *s;
+    unsigned char      *o;
+    size_t              i, j, k = 0, si = 0, olen = 0, pos = 0, cap, tag = 0,
+                        x, se, next, n;
+
+    *out = p->body;
+    *out_len = p->body_len;
+    if (nspans == 0) {
+        return 0;
+    }
+
+    m = tp_arena_alloc(&p->arena, nspans * sizeof(*m));
+    if (m == NULL) {
+        return -1;
+    }
+    memcpy(m, spans, nspans * sizeof(*m));
+    qsort(m, nspans, sizeof(*m), span_cmp);
+    for (i = 0; i < nspans; i++) {
+        if (m[i].end > p->text_len) {
+            m[i].end = (uint32_t) p->text_len;
+        }
+        if (m[i].start >= m[i].end) {
+            continue;
+        }
+        if (k > 0 && m[i].start < m[k - 1].end) {
+            if (m[i].end > m[k - 1].end) {
+                m[k - 1].end = m[i].end;
+            }
+            continue;
+        }
+        m[k++] = m[i];
+        n = strlen(m[i].tag);
+        tag = n > tag ? n : tag;
+    }
+    if (k == 0) {
+        return 0;
+    }
+
+    /* every piece of a span in a segment gets one marker: at most k + the
+     * number of segments; the re-escaped text is never longer than its raw
+     * form */
+    cap = p->body_len + (k + p->nsegs) * (tag + 11) + 1;
+    o = tp_arena_alloc(&p->arena, cap);
+    if (o == NULL) {
+        return -1;
+    }
+
+    for (i = 0; i < p->nsegs && si < k; i++) {
+        s = &p->segs[i];
+        se = (size_t) s->text_off + s->text_len;
+        while (si < k && m[si].end <= s->text_off) {
+            si++;
+        }
+        if (si == k || m[si].start >= se) {
+            continue;
+        }
+
+        memcpy(o + olen, p->body + pos, s->raw_off - pos);
+        olen += s->raw_off - pos;
+        pos = (size_t) s->raw_off + s->raw_len;
+
+        j = si;
+        x = s->text_off;
+        while (x < se) {
+            if (j < k && m[j].start <= x) {
+                olen += marker_into(o + olen, m[j].tag);
+                if (m[j].end <= se) {
+                    x = m[j].end;
+                    j++;
+                } else {
+                    x = se;
+                }
+                continue;
+            }
+            next = j < k && m[j].start < se ? m[j].start : se;
+            olen += escape_into(o + olen, p->text + x, next - x);
+            x = next;
+        }
+        si = j;
+    }
+    memcpy(o + olen, p->body + pos, p->body_len - pos);
+    olen += p->body_len - pos;
+
+    *out = o;
+    *out_len = olen;
+    return 0;
+}
+
+
+void
+tp_prompt_destroy(tp_prompt_t *p)
+{
+    tp_arena_t ar;
+
+    if (p == NULL) {
+        return;
+    }
+    if (p->re_free != NULL) {
+        p->re_free(p);
+    }
+    ar = p->arena;
+    tp_arena_free(&ar);
+}

@@ -1,0 +1,1060 @@
+/* handlers/auth.c - identity: register, sign in (password or emailed code),
+ * password reset and change, and trading a global token for a scoped one.
+ * Sign-in failures are limited per (email, client address) in Postgres, so
+ * the limit holds across threads and sidecars. */
+#include "handlers.h"
+#include "../auth.h"
+#include "../config.h"
+#include "../log.h"
+#include "../mail.h"
+#include "../password.h"
+#include "../token.h"
+
+#include <ctype.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define EMAIL_MAX           320
+#define NAME_MAX_CHARS      200
+#define PASSWORD_MAX        1024    /* bytes; password_policy() agrees */
+
+/* 10 failures per 15 minutes per (email, client address) */
+#define LOGIN_MAX_FAILURES  "10"
+#define LOGIN_WINDOW        "15 minutes"
+
+#define OTP_TTL             "10 minutes"
+#define OTP_TTL_S           600
+#define OTP_MAX_TRIES       "5"
+
+#define RESET_TTL           "1 hour"
+#define RESET_TTL_S         3600
+#define RESET_TOKEN_BYTES   32
+
+/* the answer to otp/request and forgot-password, whoever asks */
+#define SENT_STATUS         202
+
+
+/* ---- small pure helpers ------------------------------------------------ */
+
+static void
+sha256_hex(const void *data, size_t n, char out[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char     md[32];
+    unsigned int      mdlen = 0;
+    int               i;
+
+    EVP_Digest(data, n, md, &mdlen, EVP_sha256(), NULL);
+    for (i = 0; i < 32; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+
+/* unpadded base64url */
+static void
+b64url(const unsigned char *in, size_t n, char *out)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                              "abcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t            i, o = 0;
+    uint32_t          v;
+
+    for (i = 0; i + 2 < n; i += 3) {
+        v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8 | in[i + 2];
+        out[o++] = abc[v >> 18 & 63];
+        out[o++] = abc[v >> 12 & 63];
+        out[o++] = abc[v >> 6 & 63];
+        out[o++] = abc[v & 63];
+    }
+    if (n - i == 1) {
+        v = (uint32_t) in[i] << 16;
+        out[o++] = abc[v >> 18 & 63];
+        out[o++] = abc[v >> 12 & 63];
+    } else if (n - i == 2) {
+        v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8;
+        out[o++] = abc[v >> 18 & 63];
+        out[o++] = abc[v >> 12 & 63];
+        out[o++] = abc[v >> 6 & 63];
+    }
+    out[o] = '\0';
+}
+
+
+/* six uniform decimal digits: 4294000000 is the largest multiple of 10^6
+ * below 2^32, so rejecting above it leaves no modulo bias */
+static int
+otp_new(char out[7])
+{
+    uint32_t v;
+
+    do {
+        if (RAND_bytes((unsigned char *) &v, sizeof(v)) != 1) {
+            return -1;
+        }
+    } while (v >= 4294000000u);
+
+    snprintf(out, 7, "%06u", (unsigned) (v % 1000000u));
+    return 0;
+}
+
+
+/* SHA-256 of "<user id>:<code>": the user id keeps equal codes of two
+ * users from having equal hashes */
+static void
+otp_hash(const char *user_id, const char *code, char out[65])
+{
+    char buf[64];
+    int  n;
+
+    n = snprintf(buf, sizeof(buf), "%s:%s", user_id, code);
+    sha256_hex(buf, (size_t) n, out);
+}
+
+
+static int
+is_otp_code(const char *s)
+{
+    int i;
+
+    for (i = 0; i < 6; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+    }
+    return s[6] == '\0';
+}
+
+
+/* A hash to verify against when the email is unknown, so an unknown
+ * address costs the same scrypt as a wrong password. */
+static pthread_once_t  dummy_once = PTHREAD_ONCE_INIT;
+static char           *dummy;
+
+static void
+dummy_init(void)
+{
+    dummy = password_hash("not a password: timing equaliser", cfg.scrypt_n);
+}
+
+
+static const char *
+dummy_hash(void)
+{
+    pthread_once(&dummy_once, dummy_init);
+    return dummy;
+}
+
+
+/* ---- validate-or-reply helpers ---------------------------------------- */
+
+/* "email": trimmed, lowercased, a plausible address of at most 320 */
+static int
+body_email(req_t *r, yajl_val body, char out[EMAIL_MAX + 1])
+{
+    const char *s, *e;
+
+    if (req_field_str(r, body, "email", F_REQUIRED, 1024, &s) != 0) {
+        return -1;
+    }
+    while (isspace((unsigned char) *s)) {
+        s++;
+    }
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char) e[-1])) {
+        e--;
+    }
+    return org_email(r, arena_strndup(&r->arena, s, e - s), out,
+                     EMAIL_MAX + 1);
+}
+
+
+static int
+check_policy(req_t *r, const char *field, const char *pw)
+{
+    const char *why = password_policy(pw);
+
+    if (why != NULL) {
+        reply_error(r, 422, "weak_password", "\"%s\": %s", field, why);
+        return -1;
+    }
+    return 0;
+}
+
+
+/* optional "name": trimmed, at most 200 characters, no control characters */
+static int
+body_name(req_t *r, yajl_val body, const char **out)
+{
+    const char *s, *e, *p;
+    size_t      chars = 0;
+
+    if (req_field_str(r, body, "name", F_NULLABLE, 4096, &s) != 0) {
+        return -1;
+    }
+    if (s == NULL) {
+        *out = "";
+        return 0;
+    }
+    while (isspace((unsigned char) *s)) {
+        s++;
+    }
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char) e[-1])) {
+        e--;
+    }
+    for (p = s; p < e; p++) {
+        if ((unsigned char) *p < 0x20 || *p == 0x7f) {
+            chars = NAME_MAX_CHARS + 1;
+            break;
+        }
+        if (((unsigned char) *p & 0xc0) != 0x80) {
+            chars++;
+        }
+    }
+    if (chars > NAME_MAX_CHARS) {
+        reply_error(r, 422, "invalid_field",
+                    "\"name\" must be at most 200 characters, without control"
+                    " characters");
+        return -1;
+    }
+    *out = arena_strndup(&r->arena, s, e - s);
+    return 0;
+}
+
+
+/* ---- the sign-in limit ------------------------------------------------- */
+
+/* Admits one sign-in attempt for (email, client address) or answers 429.
+ * The check and the insert run under a transaction-scoped advisory lock on
+ * the pair, so concurrent attempts (other threads, other sidecars) cannot
+ * slip past the count. The attempt is recorded before the secret is
+ * checked; login_forget() removes the pair's rows on success, so what
+ * stays in the log are failures. A refused (429) attempt is not recorded:
+ * Retry-After is when the oldest counted failure leaves the window, and
+ * hammering does not push it further away. */
+static int
+login_guard(req_t *r, const char *email)
+{
+    PGresult  *res;
+    long long  wait;
+
+    if (db_begin(r) != 0
+        || dbq(r, "SELECT pg_advisory_xact_lock("
+                  "hashtextextended('login:' || $1 || ' ' || $2, 0))", 2,
+               email, r->client_ip) == NULL)
+    {
+        return -1;
+    }
+
+    res = dbq(r,
+              "SELECT count(*), ceil(extract(epoch FROM min(created_at)"
+              "  + interval '" LOGIN_WINDOW "' - now()))::bigint"
+              " FROM (SELECT created_at FROM login_attempts"
+              "  WHERE email = $1 AND client_ip = $2"
+              "  AND created_at > now() - interval '" LOGIN_WINDOW "'"
+              "  ORDER BY created_at DESC LIMIT " LOGIN_MAX_FAILURES ") a", 2,
+              email, r->client_ip);
+    if (res == NULL) {
+        return -1;
+    }
+
+    if (atoll(PQgetvalue(res, 0, 0)) >= atoll(LOGIN_MAX_FAILURES)) {
+        wait = atoll(PQgetvalue(res, 0, 1));
+        if (wait < 1) {
+            wait = 1;
+        }
+        db_rollback(r);
+        r->retry_after = arena_sprintf(&r->arena, "%lld", wait);
+        reply_error(r, 429, "too_many_attempts",
+                    "too many failed sign-in attempts for this address;"
+                    " retry in %lld seconds", wait);
+        return -1;
+    }
+
+    /* the insert, and a bounded sweep of rows that left the window */
+    if (dbq(r, "INSERT INTO login_attempts (email, client_ip)"
+               " VALUES ($1, $2)", 2, email, r->client_ip) == NULL
+        || dbq(r, "DELETE FROM login_attempts WHERE id IN"
+                  " (SELECT id FROM login_attempts"
+                  "  WHERE created_at <= now() - interval '" LOGIN_WINDOW "'"
+                  "  ORDER BY created_at LIMIT 100 FOR UPDATE SKIP LOCKED)",
+               0) == NULL
+        || db_commit(r) != 0)
+    {
+        return -1;
+    }
+    return 0;
+}
+
+
+/* A success resets the count: for this client address, or (after a
+ * password reset, which proves the mailbox) for every address. Best
+ * effort: a failure here only leaves failures counted. */
+static void
+login_forget(req_t *r, const char *email, int every_address)
+{
+    const char *state;
+
+    if (dbq_try(r, &state,
+                "DELETE FROM login_attempts WHERE email = $1"
+                " AND ($2::text IS NULL OR client_ip = $2)", 2,
+                email, every_address ? NULL : r->client_ip) == NULL)
+    {
+        log_warn("req=%s msg=\"cannot reset the sign-in count\" sqlstate=%s",
+                 r->id, state[0] ? state : "-");
+    }
+}
+
+
+/* ---- tokens ------------------------------------------------------------ */
+
+/* Issues a token with iat = max(now, tokens_valid_after): a token made in
+ * the second of a password change is still accepted by auth_require, while
+ * every token made before the change is refused. Returns the token (freed
+ * with the request) and its lifetime from now, or NULL with a 500 sent. */
+static char *
+issue(req_t *r, const char *user_id, long long valid_after, const char *tid,
+    const char *role, const char *env, long long *expires_in)
+{
+    long long  now = (long long) time(NULL), iat, exp = 0;
+    char      *tok;
+
+    iat = valid_after > now ? valid_after : now;
+    tok = token_issue(cfg.jwt_secret, user_id, tid, role, env, cfg.token_ttl,
+                      iat, &exp);
+    if (tok == NULL) {
+        log_error("req=%s msg=\"cannot issue a token\"", r->id);
+        reply_error(r, 500, "internal_error", "internal error");
+        return NULL;
+    }
+    req_defer(r, free, tok);
+    *expires_in = exp - now;
+    return tok;
+}
+
+
+static void
+reply_global(req_t *r, const char *user_id, long long valid_after)
+{
+    long long  expires_in;
+    char      *tok;
+    jw_t       w;
+
+    tok = issue(r, user_id, valid_after, NULL, NULL, NULL, &expires_in);
+    if (tok == NULL) {
+        return;
+    }
+    jw_init(&w);
+    jw_obj(&w);
+    jw_kstr(&w, "global_access_token", tok);
+    jw_kstr(&w, "token_type", "Bearer");
+    jw_kint(&w, "expires_in", expires_in);
+    jw_obj_end(&w);
+    reply_json(r, 200, &w);
+}
+
+
+/* columns 0..2 of res: tenant id, slug, name */
+static void
+reply_scoped(req_t *r, PGresult *res, const char *role, const char *env,
+    long long valid_after)
+{
+    long long  expires_in;
+    char      *tok;
+    jw_t       w;
+
+    tok = issue(r, r->auth.user_id, valid_after, PQgetvalue(res, 0, 0), role,
+                env, &expires_in);
+    if (tok == NULL) {
+        return;
+    }
+    jw_init(&w);
+    jw_obj(&w);
+    jw_kstr(&w, "scoped_access_token", tok);
+    jw_kstr(&w, "token_type", "Bearer");
+    jw_kint(&w, "expires_in", expires_in);
+    jw_key(&w, "tenant");
+    jw_obj(&w);
+    jw_kstr(&w, "id", PQgetvalue(res, 0, 0));
+    jw_kstr(&w, "slug", PQgetvalue(res, 0, 1));
+    jw_kstr(&w, "name", PQgetvalue(res, 0, 2));
+    jw_obj_end(&w);
+    jw_kstr(&w, "role", role);
+    jw_kstr(&w, "env", env);
+    jw_obj_end(&w);
+    reply_json(r, 200, &w);
+}
+
+
+/* The same answer whether or not the address has an account. */
+static void
+reply_sent(req_t *r, const char *what, long long expires_in)
+{
+    jw_t w;
+
+    jw_init(&w);
+    jw_obj(&w);
+    jw_kstr(&w, "status", "accepted");
+    jw_kstr(&w, "message", what);
+    jw_kint(&w, "expires_in", expires_in);
+    jw_obj_end(&w);
+    reply_json(r, SENT_STATUS, &w);
+}
+
+
+/* After a password change or reset, inside its transaction: the new hash,
+ * tokens_valid_after moved past every token issued so far (strictly up,
+ * so two changes in one second still revoke the token issued between
+ * them), outstanding codes and reset tokens void, a notice to the owner.
+ * Returns the new tokens_valid_after, or -1 with the reply sent. */
+static long long
+password_set(req_t *r, const char *user_id, const char *hash,
+    const char *how)
+{
+    char      now[24];
+    PGresult *res;
+
+    snprintf(now, sizeof(now), "%lld", (long long) time(NULL));
+    res = dbq(r,
+              "UPDATE users SET password_hash = $2, updated_at = now(),"
+              " tokens_valid_after = greatest($3::bigint + 1,"
+              "                               tokens_valid_after + 1)"
+              " WHERE id = $1 RETURNING tokens_valid_after, email", 3,
+              user_id, hash, now);
+    if (res == NULL) {
+        return -1;
+    }
+    if (PQntuples(res) == 0) {
+        reply_error(r, 401, "invalid_token", "the user no longer exists");
+        return -1;
+    }
+    if (dbq(r, "DELETE FROM otp_codes WHERE user_id = $1", 1, user_id) == NULL
+        || dbq(r, "UPDATE password_resets SET used_at = now()"
+                  " WHERE user_id = $1 AND used_at IS NULL", 1, user_id)
+           == NULL
+        || mail_send(r, PQgetvalue(res, 0, 1),
+                     "Your TruePort password was changed",
+                     arena_sprintf(&r->arena,
+                         "The password of your TruePort account was %s.\n"
+                         "Every session signed in before the change has"
+                         " been signed out.\n\n"
+                         "If this was not you, reset your password now"
+                         " (forgot-password) and tell your administrator.\n",
+                         how)) != 0)
+    {
+        return -1;
+    }
+    return atoll(PQgetvalue(res, 0, 0));
+}
+
+
+/* ---- handlers ---------------------------------------------------------- */
+
+/* POST /global/auth/register {email, password, name?} -> 201 the user */
+void
+h_auth_register(req_t *r)
+{
+    static const char *const fields[] = { "email", "password", "name", NULL };
+    const char *pw, *name, *state;
+    char        email[EMAIL_MAX + 1], *hash;
+    PGresult   *res;
+    yajl_val    body;
+    jw_t        w;
+
+    if (req_json_body(r, &body) != 0
+        || org_only_fields(r, body, fields) != 0
+        || body_email(r, body, email) != 0
+        || req_field_str(r, body, "password", F_REQUIRED, 0, &pw) != 0
+        || body_name(r, body, &name) != 0
+        || check_policy(r, "password", pw) != 0)
+    {
+        return;
+    }
+
+    if (!global_config_bool(r, "signup_enabled", 1)) {
+        reply_error(r, 403, "signup_disabled",
+                    "registration is disabled on this platform");
+        return;
+    }
+
+    /* a cheap answer for a taken address, before the expensive hash */
+    res = dbq(r, "SELECT 1 FROM users WHERE email = $1", 1, email);
+    if (res == NULL) {
+        return;
+    }
+    if (PQntuples(res) > 0) {
+        reply_error(r, 409, "email_taken",
+                    "an account with this email already exists");
+        return;
+    }
+
+    hash = password_hash(pw, cfg.scrypt_n);
+    if (hash == NULL) {
+        log_error("req=%s msg=\"password_hash failed\"", r->id);
+        reply_error(r, 500, "internal_error", "internal error");
+        return;
+    }
+    req_defer(r, free, hash);
+
+    res = dbq_try(r, &state,
+                  "INSERT INTO users (email, name, password_hash)"
+                  " VALUES ($1, $2, $3)"
+                  " RETURNING id, email, name, " ORG_TS("created_at"), 3,
+                  email, name, hash);
+    if (res == NULL) {
+        if (strcmp(state, "23505") == 0) {
+            reply_error(r, 409, "email_taken",
+                        "an account with this email already exists");
+        } else {
+            org_db_fail(r, state);
+        }
+        return;
+    }
+
+    jw_init(&w);
+    jw_obj(&w);
+    jw_kstr(&w, "id", PQgetvalue(res, 0, 0));
+    jw_kstr(&w, "email", PQgetvalue(res, 0, 1));
+    jw_kstr(&w, "name", PQgetvalue(res, 0, 2));
+    jw_kstr(&w, "created_at", PQgetvalue(res, 0, 3));
+    jw_obj_end(&w);
+    reply_json(r, 201, &w);
+}
+
+
+/* POST /global/auth/login {email, password} -> a global token. An unknown
+ * address and a wrong password get the same 401, after the same scrypt. */
+void
+h_auth_login(req_t *r)
+{
+    static const char *const fields[] = { "email", "password", NULL };
+    const char *pw;
+    char        email[EMAIL_MAX + 1];
+    PGresult   *res;
+    yajl_val    body;
+    int         known, ok;
+
+    if (req_json_body(r, &body) != 0
+        || org_only_fields(r, body, fields) != 0
+        || body_email(r, body, email) != 0
+        || req_field_str(r, body, "password", F_REQUIRED, PASSWORD_MAX, &pw)
+           != 0
+        || login_guard(r, email) != 0)
+    {
+        return;
+    }
+
+    res = dbq(r, "SELECT id, password_hash, tokens_valid_after FROM users"
+                 " WHERE email = $1", 1, email);
+    if (res == NULL) {
+        return;
+    }
+    known = PQntuples(res) == 1;
+    ok = password_verify(pw, known ? PQgetvalue(res, 0, 1) : dummy_hash());
+    if (!known || !ok) {
+        reply_error(r, 401, "invalid_credentials",
+                    "the email or password is incorrect");
+        return;
+    }
+
+    login_forget(r, email, 0);
+    reply_global(r, PQgetvalue(res, 0, 0), atoll(PQgetvalue(res, 0, 2)));
+}
+
+
+/* A fresh code for a user (replacing any earlier one), mailed in the same
+ * transaction. 0, or -1 with the reply sent. */
+static int
+otp_issue(req_t *r, const char *uid, const char *email)
+{
+    char code[7], hash[65];
+
+    if (otp_new(code) != 0) {
+        reply_error(r, 500, "internal_error", "internal error");
+        return -1;
+    }
+    otp_hash(uid, code, hash);
+
+    if (db_begin(r) != 0
+        || dbq(r, "INSERT INTO otp_codes (user_id, code_hash, expires_at)"
+                  " VALUES ($1, $2, now() + interval '" OTP_TTL "')"
+                  " ON CONFLICT (user_id) DO UPDATE SET"
+                  " code_hash = excluded.code_hash, attempts = 0,"
+                  " expires_at = excluded.expires_at, used_at = NULL,"
+                  " created_at = now()", 2, uid, hash) == NULL
+        || mail_send(r, email, "Your TruePort sign-in code",
+                     arena_sprintf(&r->arena,
+                         "Your sign-in code is %s\n\n"
+                         "It works once, within 10 minutes. A newer code"
+                         " replaces it.\n"
+                         "If you did not ask for it, ignore this message.\n",
+                         code)) != 0
+        || db_commit(r) != 0)
+    {
+        return -1;
+    }
+    return 0;
+}
+
+
+/* POST /global/auth/otp/request {email} -> 202, whoever asks; a known
+ * address gets a code by mail */
+void
+h_auth_otp_request(req_t *r)
+{
+    static const char *const fields[] = { "email", NULL };
+    char        email[EMAIL_MAX + 1];
+    PGresult   *res;
+    yajl_val    body;
+
+    if (req_json_body(r, &body) != 0
+        || org_only_fields(r, body, fields) != 0
+        || body_email(r, body, email) != 0)
+    {
+        return;
+    }
+
+    res = dbq(r, "SELECT id FROM users WHERE email = $1", 1, email);
+    if (res == NULL
+        || (PQntuples(res) == 1
+            && otp_issue(r, PQgetvalue(res, 0, 0), email) != 0))
+    {
+        return;
+    }
+
+    reply_sent(r, "if an account exists for this address, a sign-in code"
+                  " has been sent to it", OTP_TTL_S);
+}
+
+
+/* POST /global/auth/otp/verify {email, code} -> a global token. A wrong
+ * code uses one of the code's 5 tries and counts as a failed sign-in. */
+void
+h_auth_otp_verify(req_t *r)
+{
+    static const char *const fields[] = { "email", "code", NULL };
+    const char *code, *uid;
+    char        email[EMAIL_MAX + 1], hash[65];
+    PGresult   *user, *otp;
+    yajl_val    body;
+
+    if (req_json_body(r, &body) != 0
+        || org_only_fields(r, body, fields) != 0
+        || body_email(r, body, email) != 0
+        || req_field_str(r, body, "code", F_REQUIRED, 16, &code) != 0)
+    {
+        return;
+    }
+    if (!is_otp_code(code)) {
+        reply_error(r, 422, "invalid_field", "\"code\" must be 6 digits");
+        return;
+    }
+    if (login_guard(r, email) != 0) {
+        return;
+    }
+
+    user = dbq(r, "SELECT id, tokens_valid_after FROM users WHERE email = $1",
+               1, email);
+    if (user == NULL) {
+        return;
+    }
+    if (PQntuples(user) == 0) {
+        reply_error(r, 401, "invalid_code",
+                    "the code is wrong or was not requested");
+        return;
+    }
+    uid = PQgetvalue(user, 0, 0);
+
+    if (db_begin(r) != 0) {
+        return;
+    }
+    otp = dbq(r, "SELECT code_hash, used_at IS NOT NULL, expires_at <= now(),"
+                 " attempts >= " OTP_MAX_TRIES
+                 " FROM otp_codes WHERE user_id = $1 FOR UPDATE", 1, uid);
+    if (otp == NULL) {
+        return;
+    }
+    if (PQntuples(otp) == 0) {
+        reply_error(r, 401, "invalid_code",
+                    "the code is wrong or was not requested");
+        return;
+    }
+    if (PQgetvalue(otp, 0, 1)[0] == 't') {
+        reply_error(r, 401, "code_used",
+                    "this code was already used; request a new one");
+        return;
+    }
+    if (PQgetvalue(otp, 0, 2)[0] == 't') {
+        reply_error(r, 401, "code_expired",
+                    "this code has expired; request a new one");
+        return;
+    }
+    if (PQgetvalue(otp, 0, 3)[0] == 't') {
+        reply_error(r, 401, "code_exhausted",
+                    "too many wrong codes; request a new one");
+        return;
+    }
+
+    otp_hash(uid, code, hash);
+    if (CRYPTO_memcmp(hash, PQgetvalue(otp, 0, 0), 64) != 0) {
+        if (dbq(r, "UPDATE otp_codes SET attempts = attempts + 1"
+                   " WHERE user_id = $1", 1, uid) == NULL
+            || db_commit(r) != 0)
+        {
+            return;
+        }
+        reply_error(r, 401, "invalid_code",
+                    "the code is wrong or was not requested");
+        return;
+    }
+
+    if (dbq(r, "UPDATE otp_codes SET used_at = now() WHERE user_id = $1", 1,
+            uid) == NULL
+        || db_commit(r) != 0)
+    {
+        return;
+    }
+
+    login_forget(r, email, 0);
+    reply_global(r, uid, atoll(PQgetvalue(user, 0, 1)));
+}
+
+
+/* A reset token for a user, mailed in the same transaction; only its
+ * SHA-256 is kept. Earlier tokens stay valid until one is used (any of
+ * the mails works); spent and expired ones are dropped here. 0, or -1
+ * with the reply sent. */
+static int
+reset_issue(req_t *r, const char *uid, const char *email)
+{
+    unsigned char rnd[RESET_TOKEN_BYTES];
+    char          token[64], hash[65];
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        reply_error(r, 500, "internal_error", "internal error");
+        return -1;
+    }
+    b64url(rnd, sizeof(rnd), token);
+    sha256_hex(token, strlen(token), hash);
+
+    if (db_begin(r) != 0
+        || dbq(r, "DELETE FROM password_resets WHERE user_id = $1"
+                  " AND (used_at IS NOT NULL OR expires_at <= now())", 1,
+               uid) == NULL
+        || dbq(r, "INSERT INTO password_resets (user_id, token_hash,"
+                  " expires_at)"
+                  " VALUES ($1, $2, now() + interval '" RESET_TTL "')", 2,
+               uid, hash) == NULL
+        || mail_send(r, email, "Reset your TruePort password",
+                     arena_sprintf(&r->arena,
+                         "Your password reset token is %s\n\n"
+                         "It works once, within 1 hour:\n\n"
+                         "    POST /platform/api/global/auth/reset-password\n"
+                         "    {\"token\": \"%s\", \"password\":"
+                         " \"<new password>\"}\n\n"
+                         "If you did not ask for a reset, ignore this"
+                         " message: your password is unchanged.\n",
+                         token, token)) != 0
+        || db_commit(r) != 0)
+    {
+        return -1;
+    }
+    return 0;
+}
+
+
+/* POST /global/auth/forgot-password {email} -> 202, whoever asks; a known
+ * address gets a reset token by mail */
+void
+h_auth_forgot_password(req_t *r)
+{
+    static const char *const fields[] = { "email", NULL };
+    char        email[EMAIL_MAX + 1];
+    PGresult   *res;
+    yajl_val    body;
+
+    if (req_json_body(r, &body) != 0
+        || org_only_fields(r, body, fields) != 0
+        || body_email(r, body, email) != 0)
+    {
+        return;
+    }
+
+    res = dbq(r, "SELECT id FROM users WHERE email = $1", 1, email);
+    if (res == NULL
+        || (PQntuples(res) == 1
+            && reset_issue(r, PQgetvalue(res, 0, 0), email) != 0))
+    {
+        return;
+    }
+
+    reply_sent(r, "if an account exists for this address, a password reset"
+                  " token has been sent to it", RESET_TTL_S);
+}
+
+
+/* POST /global/auth/reset-password {token, password} -> a global token.
+ * Every earlier token of the user dies (tokens_valid_after). */
+void
+h_auth_reset_password(req_t *r)
+{
+    static const char *const fields[] = { "token", "password", NULL };
+    const char *token, *pw, *uid;
+    char        thash[65], *hash;
+    long long   valid_after;
+    PGresult   *res, *lock;
+    yajl_val    body;
+
+    if (req_json_body(r, &body) != 0
+        || org_only_fields(r, body, fields) != 0
+        || req_field_str(r, body, "token", F_REQUIRED, 256, &token) != 0
+        || req_field_str(r, body, "password", F_REQUIRED, 0, &pw) != 0
+        || check_policy(r, "password", pw) != 0)
+    {
+        return;
+    }
+    sha256_hex(token, strlen(token), thash);
+
+    /* look before hashing, so a made-up token costs no scrypt */
+    res = dbq(r, "SELECT pr.id, pr.user_id, pr.used_at IS NOT NULL,"
+                 " pr.expires_at <= now(), u.email"
+                 " FROM password_resets pr JOIN users u ON u.id = pr.user_id"
+                 " WHERE pr.token_hash = $1", 1, thash);
+    if (res == NULL) {
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        reply_error(r, 401, "invalid_reset_token",
+                    "the reset token is not valid");
+        return;
+    }
+    if (PQgetvalue(res, 0, 2)[0] == 't') {
+        reply_error(r, 401, "reset_token_used",
+                    "this reset token was already used (or a newer one"
+                    " was); request a new one");
+        return;
+    }
+    if (PQgetvalue(res, 0, 3)[0] == 't') {
+        reply_error(r, 401, "reset_token_expired",
+                    "this reset token has expired; request a new one");
+        return;
+    }
+    uid = PQgetvalue(res, 0, 1);
+
+    hash = password_hash(pw, cfg.scrypt_n);
+    if (hash == NULL) {
+        log_error("req=%s msg=\"password_hash failed\"", r->id);
+        reply_error(r, 500, "internal_error", "internal error");
+        return;
+    }
+    req_defer(r, free, hash);
+
+    /* again under the row lock: two resets with one token, one wins */
+    if (db_begin(r) != 0) {
+        return;
+    }
+    lock = dbq(r, "SELECT 1 FROM password_resets WHERE id = $1"
+                  " AND used_at IS NULL AND expires_at > now() FOR UPDATE",
+               1, PQgetvalue(res, 0, 0));
+    if (lock == NULL) {
+        return;
+    }
+    if (PQntuples(lock) == 0) {
+        reply_error(r, 401, "reset_token_used",
+                    "this reset token was already used; request a new one");
+        return;
+    }
+
+    valid_after = password_set(r, uid, hash, "reset with an emailed token");
+    if (valid_after < 0 || db_commit(r) != 0) {
+        return;
+    }
+
+    /* the mailbox is proven: lift the sign-in lock on every address */
+    login_forget(r, PQgetvalue(res, 0, 4), 1);
+    reply_global(r, uid, valid_after);
+}
+
+
+/* PUT /global/auth/password {old_password, new_password} -> a new global
+ * token (the caller's own token dies with the change). A wrong current
+ * password is 403 invalid_password, not 401: the token is fine, and a
+ * client must not take it for a signed-out session. It counts as a failed
+ * sign-in, so a stolen token cannot be used to guess the password. */
+void
+h_auth_password_change(req_t *r)
+{
+    static const char *const fields[] = { "old_password", "new_password",
+                                          NULL };
+    const char *old, *new;
+    char       *hash;
+    long long   valid_after;
+    PGresult   *res;
+    yajl_val    body;
+
+    if (req_json_body(r, &body) != 0
+        || org_only_fields(r, body, fields) != 0
+        || req_field_str(r, body, "old_password", F_REQUIRED, PASSWORD_MAX,
+                         &old) != 0
+        || req_field_str(r, body, "new_password", F_REQUIRED, 0, &new) != 0
+        || check_policy(r, "new_password", new) != 0)
+    {
+        return;
+    }
+    if (strcmp(old, new) == 0) {
+        reply_error(r, 422, "password_unchanged",
+                    "the new password must differ from the current one");
+        return;
+    }
+
+    res = dbq(r, "SELECT email, password_hash FROM users WHERE id = $1", 1,
+              r->auth.user_id);
+    if (res == NULL) {
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        reply_error(r, 401, "invalid_token", "the user no longer exists");
+        return;
+    }
+    if (login_guard(r, PQgetvalue(res, 0, 0)) != 0) {
+        return;
+    }
+    if (!password_verify(old, PQgetvalue(res, 0, 1))) {
+        reply_error(r, 403, "invalid_password",
+                    "the current password is incorrect");
+        return;
+    }
+    login_forget(r, PQgetvalue(res, 0, 0), 0);
+
+    hash = password_hash(new, cfg.scrypt_n);
+    if (hash == NULL) {
+        log_error("req=%s msg=\"password_hash failed\"", r->id);
+        reply_error(r, 500, "internal_error", "internal error");
+        return;
+    }
+    req_defer(r, free, hash);
+
+    if (db_begin(r) != 0) {
+        return;
+    }
+    valid_after = password_set(r, r->auth.user_id, hash, "changed");
+    if (valid_after < 0 || db_commit(r) != 0) {
+        return;
+    }
+    reply_global(r, r->auth.user_id, valid_after);
+}
+
+
+/* POST /global/auth/select-tenant {tenant_id} or {slug} -> a scoped token
+ * for the caller's current role there. Not a member and no such tenant
+ * are the same 403, so tenant ids and slugs cannot be probed. */
+void
+h_auth_select_tenant(req_t *r)
+{
+    static const char *const fields[] = { "tenant_id", "slug", NULL };
+    const char *tid, *slug;
+    PGresult   *res;
+    yajl_val    body;
+
+    if (req_json_body(r, &body) != 0
+        || org_only_fields(r, body, fields) != 0
+        || req_field_str(r, body, "tenant_id", F_NULLABLE, 64, &tid) != 0
+        || req_field_str(r, body, "slug", F_NULLABLE, 64, &slug) != 0)
+    {
+        return;
+    }
+    if ((tid == NULL) == (slug == NULL)) {
+        reply_error(r, 422, "invalid_field",
+                    "give either \"tenant_id\" or \"slug\"");
+        return;
+    }
+    if (tid != NULL && !is_uuid(tid)) {
+        reply_error(r, 422, "invalid_field", "\"tenant_id\" must be a uuid");
+        return;
+    }
+
+    res = dbq(r,
+              "SELECT t.id, t.slug, t.name, t.status, t.status_reason, m.role,"
+              " CASE WHEN 'production' = ANY (t.environments)"
+              "  THEN 'production'"
+              "  ELSE coalesce(t.environments[1], 'production') END,"
+              " u.tokens_valid_after"
+              " FROM users u"
+              " JOIN memberships m ON m.user_id = u.id"
+              " JOIN tenants t ON t.id = m.tenant_id"
+              " WHERE u.id = $1 AND (t.id = $2::uuid OR t.slug = $3)", 3,
+              r->auth.user_id, tid, slug);
+    if (res == NULL) {
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        reply_error(r, 403, "not_a_member",
+                    "you are not a member of this tenant (or it does not"
+                    " exist)");
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 3), "active") != 0) {
+        reply_error(r, 403, "tenant_suspended",
+                    "the tenant \"%s\" is suspended%s%s; contact the platform"
+                    " administrator", PQgetvalue(res, 0, 1),
+                    PQgetisnull(res, 0, 4) ? "" : ": ",
+                    PQgetisnull(res, 0, 4) ? ""
+                    : org_safe(r, PQgetvalue(res, 0, 4), 200));
+        return;
+    }
+
+    reply_scoped(r, res, PQgetvalue(res, 0, 5), PQgetvalue(res, 0, 6),
+                 atoll(PQgetvalue(res, 0, 7)));
+}
+
+
+/* POST /service/auth/switch-environment {env} -> a scoped token for the
+ * same tenant with another of its environments; 422 for any other env */
+void
+h_auth_switch_environment(req_t *r)
+{
+    static const char *const fields[] = { "env", NULL };
+    const char *env;
+    PGresult   *res;
+    yajl_val    body;
+
+    if (req_json_body(r, &body) != 0
+        || org_only_fields(r, body, fields) != 0
+        || req_field_str(r, body, "env", F_REQUIRED, 31, &env) != 0)
+    {
+        return;
+    }
+
+    res = dbq(r,
+              "SELECT t.id, t.slug, t.name, $3 = ANY (t.environments),"
+              " array_to_string(t.environments, ', '), u.tokens_valid_after"
+              " FROM tenants t, users u WHERE t.id = $1 AND u.id = $2", 3,
+              r->auth.tenant_id, r->auth.user_id, env);
+    if (res == NULL) {
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        reply_error(r, 403, "not_a_member",
+                    "you are not a member of this tenant");
+        return;
+    }
+    if (PQgetvalue(res, 0, 3)[0] != 't') {
+        reply_error(r, 422, "invalid_environment",
+                    "\"env\" must be one of the tenant's environments: %s",
+                    org_safe(r, PQgetvalue(res, 0, 4), 300));
+        return;
+    }
+
+    reply_scoped(r, res, role_name(r->auth.role), env,
+                 atoll(PQgetvalue(res, 0, 5)));
+}

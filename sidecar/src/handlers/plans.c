@@ -1,0 +1,216 @@
+/* handlers/plans.c - the plan catalog and the tenant's subscription: one
+ * active subscription per tenant, history kept; no payment processor */
+#include "handlers.h"
+#include "../audit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* GET /service/catalog/plans */
+void
+h_plans_list(req_t *r)
+{
+    char       slimit[24], soffset[24];
+    long       limit, offset;
+    PGresult  *cnt, *res;
+    org_plan_t p;
+    jw_t       w;
+    int        i;
+
+    if (req_page(r, &limit, &offset) != 0) {
+        return;
+    }
+    snprintf(slimit, sizeof(slimit), "%ld", limit);
+    snprintf(soffset, sizeof(soffset), "%ld", offset);
+
+    cnt = dbq(r, "SELECT count(*) FROM plans", 0);
+    if (cnt == NULL) {
+        return;
+    }
+    res = dbq(r,
+              "SELECT" ORG_PLAN_COLS ", p.id = coalesce((SELECT plan_id"
+              "  FROM subscriptions WHERE tenant_id = $1"
+              "  AND status = 'active'), 'free')"
+              " FROM plans p ORDER BY p.price_cents, p.id LIMIT $2 OFFSET $3",
+              3, r->auth.tenant_id, slimit, soffset);
+    if (res == NULL) {
+        return;
+    }
+
+    jw_init(&w);
+    jw_page_begin(&w);
+    for (i = 0; i < PQntuples(res); i++) {
+        org_plan_from(res, i, 0, &p);
+        jw_obj(&w);
+        jw_kstr(&w, "id", p.id);
+        jw_kstr(&w, "name", p.name);
+        jw_kint(&w, "price_cents", p.price_cents);
+        jw_kstr(&w, "currency", "USD");
+        jw_kstr(&w, "interval", "month");
+        org_jw_limits(&w, &p);
+        jw_kbool(&w, "current", PQgetvalue(res, i, 8)[0] == 't');
+        jw_obj_end(&w);
+    }
+    jw_page_end(&w, atoll(PQgetvalue(cnt, 0, 0)), limit, offset);
+    reply_json(r, 200, &w);
+}
+
+
+static void
+jw_subscription(jw_t *w, const char *id, const org_plan_t *p,
+    const char *previous, const char *started_at)
+{
+    jw_obj(w);
+    jw_kstr(w, "subscription_id", id);
+    jw_kstr(w, "plan", p->id);
+    jw_kstr(w, "plan_name", p->name);
+    jw_kint(w, "price_cents", p->price_cents);
+    jw_kstr(w, "status", "active");
+    jw_kstr(w, "previous_plan", previous);
+    org_jw_limits(w, p);
+    jw_kstr(w, "started_at", started_at);
+    jw_obj_end(w);
+}
+
+
+/* POST /service/subscriptions {plan_id}: ends the active subscription and
+ * starts the new one (201); the plan already active is a no-op (200).
+ * Settings above the new plan's limits are lowered to them. */
+void
+h_subscriptions_create(req_t *r)
+{
+    static const char *const fields[] = { "plan_id", NULL };
+    const char *plan_id, *prev;
+    PGresult   *pl, *cur, *ins;
+    org_plan_t  p;
+    yajl_val    body;
+    jw_t        w;
+
+    if (req_json_body(r, &body) != 0
+        || org_only_fields(r, body, fields) != 0
+        || req_field_str(r, body, "plan_id", F_REQUIRED, 64, &plan_id) != 0)
+    {
+        return;
+    }
+
+    if (db_begin(r) != 0) {
+        return;
+    }
+    pl = dbq(r, "SELECT" ORG_PLAN_COLS " FROM plans p WHERE p.id = $1", 1,
+             plan_id);
+    if (pl == NULL) {
+        return;
+    }
+    if (PQntuples(pl) == 0) {
+        reply_error(r, 422, "unknown_plan", "no plan \"%s\" in the catalog",
+                    org_safe(r, plan_id, 64));
+        return;
+    }
+    org_plan_from(pl, 0, 0, &p);
+
+    /* the tenant row serialises two activations */
+    cur = dbq(r,
+              "SELECT s.id, s.plan_id, " ORG_TS("s.started_at")
+              " FROM tenants t LEFT JOIN subscriptions s"
+              " ON s.tenant_id = t.id AND s.status = 'active'"
+              " WHERE t.id = $1 FOR UPDATE OF t", 1, r->auth.tenant_id);
+    if (cur == NULL) {
+        return;
+    }
+    if (PQntuples(cur) == 1 && !PQgetisnull(cur, 0, 0)
+        && strcmp(PQgetvalue(cur, 0, 1), p.id) == 0)
+    {
+        if (db_commit(r) != 0) {
+            return;
+        }
+        jw_init(&w);
+        jw_subscription(&w, PQgetvalue(cur, 0, 0), &p, NULL,
+                        PQgetvalue(cur, 0, 2));
+        reply_json(r, 200, &w);
+        return;
+    }
+    prev = (PQntuples(cur) == 1 && !PQgetisnull(cur, 0, 1))
+           ? PQgetvalue(cur, 0, 1) : NULL;
+
+    if (dbq(r, "UPDATE subscriptions SET status = 'ended', ended_at = now()"
+               " WHERE tenant_id = $1 AND status = 'active'", 1,
+            r->auth.tenant_id) == NULL
+        || (ins = dbq(r,
+                      "INSERT INTO subscriptions (tenant_id, plan_id,"
+                      " activated_by) VALUES ($1, $2, $3)"
+                      " RETURNING id, " ORG_TS("started_at"), 3,
+                      r->auth.tenant_id, p.id, r->auth.user_id)) == NULL
+        || dbq(r, "UPDATE tenant_storage SET retention_days = $2"
+                  " WHERE tenant_id = $1 AND retention_days > $2::int", 2,
+               r->auth.tenant_id,
+               arena_sprintf(&r->arena, "%lld", p.log_retention_days))
+           == NULL
+        || dbq(r, "UPDATE tenant_configs SET value = to_jsonb($2::int)"
+                  " WHERE tenant_id = $1 AND key = 'default_rpm'"
+                  " AND (value #>> '{}')::numeric > $2::int", 2,
+               r->auth.tenant_id,
+               arena_sprintf(&r->arena, "%lld", p.max_rpm)) == NULL
+        || audit_record(r, r->auth.tenant_id, "plan.activated", p.id,
+                        arena_sprintf(&r->arena,
+                                      "{\"from\":%s%s%s,\"to\":\"%s\"}",
+                                      prev ? "\"" : "", prev ? prev : "null",
+                                      prev ? "\"" : "", p.id)) != 0
+        || db_commit(r) != 0)
+    {
+        return;
+    }
+
+    jw_init(&w);
+    jw_subscription(&w, PQgetvalue(ins, 0, 0), &p, prev,
+                    PQgetvalue(ins, 0, 1));
+    reply_json(r, 201, &w);
+}
+
+
+/* GET /service/subscriptions: the tenant's history, newest first */
+void
+h_subscriptions_list(req_t *r)
+{
+    char      slimit[24], soffset[24];
+    long      limit, offset;
+    PGresult *cnt, *res;
+    jw_t      w;
+    int       i;
+
+    if (req_page(r, &limit, &offset) != 0) {
+        return;
+    }
+    snprintf(slimit, sizeof(slimit), "%ld", limit);
+    snprintf(soffset, sizeof(soffset), "%ld", offset);
+
+    cnt = dbq(r, "SELECT count(*) FROM subscriptions WHERE tenant_id = $1", 1,
+              r->auth.tenant_id);
+    if (cnt == NULL) {
+        return;
+    }
+    res = dbq(r,
+              "SELECT s.id, s.plan_id, s.status, s.activated_by, "
+              ORG_TS("s.started_at") ", " ORG_TS("s.ended_at")
+              " FROM subscriptions s WHERE s.tenant_id = $1"
+              " ORDER BY s.started_at DESC, s.id LIMIT $2 OFFSET $3", 3,
+              r->auth.tenant_id, slimit, soffset);
+    if (res == NULL) {
+        return;
+    }
+
+    jw_init(&w);
+    jw_page_begin(&w);
+    for (i = 0; i < PQntuples(res); i++) {
+        jw_obj(&w);
+        jw_kstr(&w, "id", PQgetvalue(res, i, 0));
+        jw_kstr(&w, "plan", PQgetvalue(res, i, 1));
+        jw_kstr(&w, "status", PQgetvalue(res, i, 2));
+        org_jw_col(&w, "activated_by", res, i, 3, ORG_STR);
+        jw_kstr(&w, "started_at", PQgetvalue(res, i, 4));
+        org_jw_col(&w, "ended_at", res, i, 5, ORG_STR);
+        jw_obj_end(&w);
+    }
+    jw_page_end(&w, atoll(PQgetvalue(cnt, 0, 0)), limit, offset);
+    reply_json(r, 200, &w);
+}

@@ -1,0 +1,106 @@
+/* fuzz_policy.c - libFuzzer target for rule compilation and evaluation:
+ * the input is rules JSON, then "\n--\n", then a request body (a few fixed
+ * bodies are evaluated too). Byte 0 picks the provider and the context.
+ * Checks that a compiled set evaluates and redacts to valid JSON, and runs
+ * tp_policy_validate_rule over the bytes a set did not compile from. */
+#include "trueport_policy.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *m_alloc(void *c, size_t n) { (void) c; return malloc(n); }
+static void *m_realloc(void *c, void *p, size_t n) { (void) c; return realloc(p, n); }
+static void  m_free(void *c, void *p) { (void) c; free(p); }
+static const tp_alloc_t A = { m_alloc, m_realloc, m_free, NULL };
+
+static const char *bodies[] = {
+    "{\"model\":\"gpt-4o\",\"max_tokens\":500,\"messages\":[{\"role\":\"user\",\"content\":"
+    "\"mail a@b.io, card 4111 1111 1111 1111, key sk-abcdefghijklmnopqrstuvwx, caf\\u00e9 \\ud83d\\ude00 password: hunter2\"}]}",
+    "{\"model\":\"claude-3-5-sonnet\",\"max_tokens\":5,\"system\":\"s\",\"messages\":[{\"role\":\"user\",\"content\":["
+    "{\"type\":\"text\",\"text\":\"AKIAIOSF\"},{\"type\":\"text\",\"text\":\"ODNN7EXAMPLE 10.0.0.1 123-45-6789\"}]}]}",
+    "{\"contents\":[{\"parts\":[{\"text\":\"DE89 3704 0044 0532 0130 00 +1 (415) 555-2671 foo bar\"}]}]}",
+};
+
+static void
+check(tp_policy_set_t *set, int provider, const unsigned char *body, size_t len,
+      const tp_policy_ctx_t *ctx)
+{
+    tp_policy_result_t   r;
+    tp_prompt_t         *p, *p2;
+    const unsigned char *out;
+    size_t               outlen, i;
+    char                 err[256];
+
+    if (tp_prompt_parse(&A, provider, body, len, "gemini-pro", 10, &p, err, sizeof(err)) != TP_PROMPT_OK) {
+        return;
+    }
+    if (tp_policy_eval(set, p, ctx, &r) != 0) {
+        abort();
+    }
+    if ((r.action == TP_ACTION_BLOCK) != (r.blocked_by != NULL) || r.nviolations > TP_POLICY_MAX_VIOLATIONS) {
+        abort();
+    }
+    for (i = 0; i < r.nviolations; i++) {
+        if (r.violations[i].action > r.action || strlen(r.violations[i].excerpt) >= TP_POLICY_EXCERPT_MAX) {
+            abort();
+        }
+    }
+    if (tp_prompt_redact(p, r.spans, r.nspans, &out, &outlen) != 0) {
+        abort();
+    }
+    if (r.nspans) {
+        if (tp_prompt_parse(&A, provider, out, outlen, NULL, 0, &p2, err, sizeof(err)) != TP_PROMPT_OK) {
+            abort();
+        }
+        tp_prompt_destroy(p2);
+    }
+    tp_prompt_destroy(p);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const char  *envs[] = { NULL, "production", "dev" };
+    tp_policy_ctx_t     ctx;
+    tp_policy_set_t    *set;
+    const uint8_t      *sep = NULL;
+    size_t              rlen, i;
+    char                err[256];
+
+    if (size < 1) {
+        return 0;
+    }
+    ctx.provider = data[0] % TP_PROVIDERS;
+    ctx.env = envs[(data[0] >> 2) % 3];
+    ctx.key_id = (data[0] & 0x40) ? "key-1" : NULL;
+    data++;
+    size--;
+
+    for (i = 0; i + 4 <= size; i++) {
+        if (memcmp(data + i, "\n--\n", 4) == 0) {
+            sep = data + i;
+            break;
+        }
+    }
+    rlen = sep ? (size_t) (sep - data) : size;
+
+    set = tp_policy_compile(&A, (const char *) data, rlen, err, sizeof(err));
+    if (set == NULL) {
+        if (err[0] == '\0') {
+            abort();
+        }
+        /* a lone rule object must be judged the same way */
+        (void) tp_policy_validate_rule((const char *) data, rlen, err, sizeof(err));
+        return 0;
+    }
+    for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        check(set, (int) i == 2 ? TP_GOOGLE : (int) i == 1 ? TP_ANTHROPIC : TP_OPENAI,
+              (const unsigned char *) bodies[i], strlen(bodies[i]), &ctx);
+    }
+    if (sep) {
+        check(set, ctx.provider, sep + 4, size - rlen - 4, &ctx);
+    }
+    tp_policy_destroy(set);
+    return 0;
+}

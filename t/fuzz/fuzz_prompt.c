@@ -1,0 +1,191 @@
+/* fuzz_prompt.c - libFuzzer target for request-body parsing, evaluation
+ * with a fixed rule set and redaction. Byte 0 picks the provider; the rest
+ * is the body. Checks: the prompt's invariants, that yajl accepts whatever
+ * the scanner accepts, and that every redacted body is valid JSON again
+ * (for both parsers) whose text is exactly the original text with each
+ * redacted run replaced by a marker. (Re-evaluating is no oracle: a marker
+ * is a word boundary, so a keyword may match next to it.) */
+#include "trueport_policy.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_tree.h>
+
+static void *m_alloc(void *c, size_t n) { (void) c; return malloc(n); }
+static void *m_realloc(void *c, void *p, size_t n) { (void) c; return realloc(p, n); }
+static void  m_free(void *c, void *p) { (void) c; free(p); }
+static const tp_alloc_t A = { m_alloc, m_realloc, m_free, NULL };
+
+static const char rules[] =
+    "[{\"id\":\"pii\",\"type\":\"pii\",\"action\":\"redact\",\"config\":{\"detectors\":"
+    "[\"email\",\"phone\",\"credit_card\",\"ssn\",\"iban\",\"ipv4\",\"secrets\"]}},"
+    " {\"id\":\"kw\",\"type\":\"keywords\",\"action\":\"redact\",\"config\":{\"keywords\":"
+    "[\"secret\",\"ab\",\"a\",\"c++\",\"new york\",\"caf\\u00e9\",\"\\u5bc6\\u7801\",\"x y\"]}},"
+    " {\"id\":\"re\",\"type\":\"regex\",\"action\":\"redact\",\"config\":{\"patterns\":"
+    "[\"[0-9]{6}\",\"(?i)pass(word)?\\\\s*[:=]\\\\s*\\\\S+\",\"\\\\p{Greek}+\"]}},"
+    " {\"id\":\"m\",\"type\":\"model\",\"action\":\"log\",\"config\":{\"allow\":[\"gpt-*\",\"claude-?-*\"]}},"
+    " {\"id\":\"l\",\"type\":\"limits\",\"action\":\"log\",\"config\":{\"max_prompt_chars\":50,\"max_output_tokens\":100}}]";
+
+static tp_policy_set_t *set;
+
+/* markers become one \x01, and runs of \x01 one */
+static size_t
+normalize(const unsigned char *in, size_t n, unsigned char *out)
+{
+    size_t i = 0, o = 0, k;
+
+    while (i < n) {
+        if (n - i > 11 && memcmp(in + i, "[REDACTED:", 10) == 0) {
+            for (k = i + 10; k < n && ((in[k] >= 'a' && in[k] <= 'z')
+                                       || (in[k] >= '0' && in[k] <= '9')
+                                       || in[k] == '_'); k++)
+            {
+            }
+            if (k > i + 10 && k < n && in[k] == ']') {
+                if (o == 0 || out[o - 1] != 1) {
+                    out[o++] = 1;
+                }
+                i = k + 1;
+                continue;
+            }
+        }
+        if (in[i] != 1 || o == 0 || out[o - 1] != 1) {
+            out[o++] = in[i];
+        }
+        i++;
+    }
+    return o;
+}
+
+/* the text the redacted body should have */
+static size_t
+expected(const tp_prompt_t *p, const tp_policy_result_t *r, unsigned char *out)
+{
+    unsigned char *mask = calloc(p->text_len + 1, 2), *inseg = mask + p->text_len + 1;
+    size_t         i, j, o = 0;
+
+    for (i = 0; i < r->nspans; i++) {
+        memset(mask + r->spans[i].start, 1, r->spans[i].end - r->spans[i].start);
+    }
+    for (i = 0; i < p->nsegs; i++) {
+        memset(inseg + p->segs[i].text_off, 1, p->segs[i].text_len);
+    }
+    for (j = 0; j < p->text_len; j++) {
+        if (inseg[j] && mask[j]) {
+            if (o == 0 || out[o - 1] != 1) {
+                out[o++] = 1;
+            }
+        } else {
+            out[o++] = p->text[j];
+        }
+    }
+    free(mask);
+    return o;
+}
+
+static int
+yajl_accepts(const unsigned char *buf, size_t len)
+{
+    char     *s = malloc(len + 1);
+    yajl_val  v;
+
+    memcpy(s, buf, len);
+    s[len] = '\0';
+    v = yajl_tree_parse(s, NULL, 0);
+    free(s);
+    yajl_tree_free(v);
+    return v != NULL;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    tp_policy_ctx_t      ctx = { 0, "production", "k" };
+    tp_policy_result_t   r;
+    tp_prompt_t         *p, *p2;
+    const unsigned char *out;
+    size_t               outlen, i;
+    char                 err[256];
+    int                  provider, rc;
+
+    if (set == NULL) {
+        set = tp_policy_compile(&A, rules, sizeof(rules) - 1, err, sizeof(err));
+        if (set == NULL) {
+            abort();
+        }
+    }
+    if (size < 1) {
+        return 0;
+    }
+    provider = data[0] % TP_PROVIDERS;
+    ctx.provider = provider;
+    data++;
+    size--;
+
+    rc = tp_prompt_parse(&A, provider, data, size, "gpt-x", 5, &p, err, sizeof(err));
+    if (rc != TP_PROMPT_OK) {
+        if (p != NULL || err[0] == '\0') {
+            abort();
+        }
+        return 0;
+    }
+    /* yajl (unlike us) reads NUL-terminated text only */
+    if (memchr(data, '\0', size) == NULL && !yajl_accepts(data, size)) {
+        abort();
+    }
+    if (p->text_len > size || p->chars > p->text_len || p->text[p->text_len] != '\0') {
+        abort();
+    }
+    for (i = 0; i < p->nsegs; i++) {
+        const tp_segment_t *s = &p->segs[i];
+        if ((size_t) s->raw_off + s->raw_len > size || s->text_len > s->raw_len
+            || (size_t) s->text_off + s->text_len > p->text_len
+            || (i > 0 && s->raw_off < p->segs[i - 1].raw_off + p->segs[i - 1].raw_len))
+        {
+            abort();
+        }
+    }
+
+    if (tp_policy_eval(set, p, &ctx, &r) != 0) {
+        abort();
+    }
+    for (i = 0; i < r.nspans; i++) {
+        if (r.spans[i].start >= r.spans[i].end || r.spans[i].end > p->text_len) {
+            abort();
+        }
+    }
+    for (i = 0; i < r.nviolations; i++) {
+        if (strlen(r.violations[i].excerpt) >= TP_POLICY_EXCERPT_MAX) {
+            abort();
+        }
+    }
+    if (tp_prompt_redact(p, r.spans, r.nspans, &out, &outlen) != 0) {
+        abort();
+    }
+    if (r.nspans > 0) {
+        rc = tp_prompt_parse(&A, provider, out, outlen, "gpt-x", 5, &p2, err, sizeof(err));
+        if (rc != TP_PROMPT_OK || !yajl_accepts(out, outlen)) {
+            abort();
+        }
+        if (p2->nsegs != p->nsegs) {
+            abort();
+        }
+        {
+            unsigned char *e = malloc(p->text_len + 1), *en = malloc(p->text_len + 1),
+                          *an = malloc(p2->text_len + 1);
+            size_t         el = expected(p, &r, e);
+
+            el = normalize(e, el, en);
+            if (el != normalize(p2->text, p2->text_len, an) || memcmp(en, an, el) != 0) {
+                abort();
+            }
+            free(e);
+            free(en);
+            free(an);
+        }
+        tp_prompt_destroy(p2);
+    }
+    tp_prompt_destroy(p);
+    return 0;
+}
