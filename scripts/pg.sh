@@ -11,8 +11,9 @@ cmd=${1:?usage: pg.sh init|start|stop|status DIR [PORT]}
 dir=$(realpath -m "${2:?DIR}")
 
 as_pg() {
+    # from /: the postgres user may not be able to enter the caller's cwd
     if [ "$(id -u)" -eq 0 ]; then
-        runuser -u postgres -- "$@"
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi

@@ -245,7 +245,8 @@ sub _pg_ctl {
                '-t', '30', '-l', "$ENV{TP_PG_DATA}/../server.log",
                $what eq 'stop' ? ('-m', 'fast') : (), $what);
     unshift @cmd, 'runuser', '-u', 'postgres', '--' if $> == 0;
-    system("@cmd >/dev/null 2>&1") == 0
+    # from /: the postgres user may not be able to enter our cwd
+    system("cd / && @cmd >/dev/null 2>&1") == 0
         or die "harness: pg_ctl $what failed\n";
 }
 
