@@ -72,13 +72,10 @@ db_conn_alive(PGconn *c)
     if (pfd.fd < 0) {
         return 0;
     }
-    if (poll(&pfd, 1, 0) == 0) {
-        return 1;
-    }
-    if (PQconsumeInput(c) == 0 || PQstatus(c) != CONNECTION_OK) {
-        return 0;
-    }
-    return 1;
+    /* we never LISTEN: anything arriving on an idle connection is the
+     * server's goodbye (FATAL, then EOF), even if libpq has not yet seen
+     * the EOF and still calls the connection OK */
+    return poll(&pfd, 1, 0) == 0;
 }
 
 
