@@ -87,14 +87,18 @@ char *
 arena_sprintf(arena_t *a, const char *fmt, ...)
 {
     va_list ap;
+    char    tmp[256], *p;
     int     n;
-    char   *p;
 
+    /* most strings fit the stack buffer: format once */
     va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
     if (n < 0) {
         return arena_strdup(a, "");
+    }
+    if ((size_t) n < sizeof(tmp)) {
+        return arena_strndup(a, tmp, (size_t) n);
     }
 
     p = arena_alloc(a, (size_t) n + 1);

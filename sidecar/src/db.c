@@ -5,10 +5,29 @@
 #include "log.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 static __thread PGconn *thread_conn;
+
+/* closes a worker thread's connection when the thread exits */
+static pthread_key_t   conn_key;
+static pthread_once_t  conn_key_once = PTHREAD_ONCE_INIT;
+
+
+static void
+conn_key_destroy(void *c)
+{
+    PQfinish(c);
+}
+
+
+static void
+conn_key_create(void)
+{
+    (void) pthread_key_create(&conn_key, conn_key_destroy);
+}
 
 
 /* libpq prints server notices (and the FATAL of a shutdown) on stderr by
@@ -95,6 +114,8 @@ db_conn(void)
     }
 
     thread_conn = db_connect_once(cfg.database_url, err, sizeof(err));
+    pthread_once(&conn_key_once, conn_key_create);
+    pthread_setspecific(conn_key, thread_conn);
     if (thread_conn == NULL) {
         log_error("msg=\"database unavailable\" error=\"%s\"", err);
     }
@@ -108,6 +129,7 @@ db_close(void)
     if (thread_conn != NULL) {
         PQfinish(thread_conn);
         thread_conn = NULL;
+        pthread_setspecific(conn_key, NULL);
     }
 }
 
