@@ -30,7 +30,7 @@ MODULE_PURE_H := $(wildcard ngx_trueport_module/trueport_*.h)
 PURE_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 FUZZERS     := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard t/fuzz/fuzz_*.c))
 
-.PHONY: all module sidecar unit deps run stop test clean fuzz bench
+.PHONY: all module sidecar unit deps run stop test test-asan clean fuzz bench
 
 all: module sidecar unit
 
@@ -82,6 +82,13 @@ test:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@scripts/test.sh
+
+# the same tests against an ASan/UBSan build of the sidecar
+test-asan:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory SANITIZE=1 BUILD=build-asan sidecar
+	@TP_SIDECAR=$(CURDIR)/build-asan/trueport-sidecar scripts/test.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -23,8 +23,8 @@ trap cleanup EXIT
 "$ROOT/scripts/pg.sh" init "$WORK/pg" "$PG_PORT"
 
 export TP_ROOT=$ROOT TP_BUILD=$BUILD TP_NGINX=$NGINX_BIN
-export TP_MODULE=$BUILD/ngx_http_trueport_module.so
-export TP_SIDECAR=$BUILD/trueport-sidecar
+export TP_MODULE=${TP_MODULE:-$BUILD/ngx_http_trueport_module.so}
+export TP_SIDECAR=${TP_SIDECAR:-$BUILD/trueport-sidecar}
 export TP_WORK=$WORK
 export TP_PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 export TP_PG_DATA=$WORK/pg/data TP_PG_HOST=$WORK/pg/sock TP_PG_PORT=$PG_PORT
