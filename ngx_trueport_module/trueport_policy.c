@@ -49,6 +49,8 @@ typedef struct {
     uint32_t  nstates;
     int32_t  *delta;             /* nstates x ncls, a full DFA */
     uint16_t *delta16;           /* the same when it fits: half the cache */
+    uint8_t   root_stay[256];    /* from the start state this byte leads
+                                    back to it: skip it without the table */
     int32_t  *out;               /* keyword ending in this state, or -1 */
     int32_t  *dict;              /* next state with an output on the
                                     failure chain, or -1 */
@@ -128,6 +130,7 @@ struct jv_s {
     char   *s;                   /* string (decoded) or number text */
     size_t  len;
     char   *key;                 /* member name in an object */
+    size_t  klen;
     jv_t   *child, *last, *next;
     size_t  n;
 };
@@ -138,6 +141,7 @@ typedef struct {
     int         depth;
     jv_t       *root;
     char       *key;
+    size_t      klen;
 } dom_t;
 
 #define DOM_ENOMEM (-20)
@@ -160,6 +164,7 @@ dom_add(dom_t *d, int type)
     parent = d->stack[d->depth - 1];
     if (parent->type == JV_OBJ) {
         v->key = d->key;
+        v->klen = d->klen;
     }
     if (parent->last) {
         parent->last->next = v;
@@ -220,10 +225,9 @@ dom_end(void *ctx, int array)
 static int
 dom_key(void *ctx, const unsigned char *raw, size_t len, int escaped)
 {
-    dom_t  *d = ctx;
-    size_t  n;
+    dom_t *d = ctx;
 
-    d->key = dom_str(d, raw, len, escaped, &n);
+    d->key = dom_str(d, raw, len, escaped, &d->klen);
     return d->key ? 0 : DOM_ENOMEM;
 }
 
@@ -275,19 +279,14 @@ static int
 dom_parse(tp_arena_t *ar, const char *json, size_t len, jv_t **root,
           char *err, size_t errlen)
 {
-    dom_t *d;
+    dom_t  dom, *d = &dom;
     int    rc;
 
-    d = ar->a.alloc(ar->a.ctx, sizeof(*d));
-    if (d == NULL) {
-        return -2;
-    }
     memset(d, 0, sizeof(*d));
     d->ar = ar;
     rc = tp_json_scan((const unsigned char *) json, len, &dom_cb, d, err,
                       errlen);
     *root = d->root;
-    ar->a.free(ar->a.ctx, d);
     return rc == 0 ? 0 : rc == DOM_ENOMEM ? -2 : -1;
 }
 
@@ -296,17 +295,27 @@ dom_parse(tp_arena_t *ar, const char *json, size_t len, jv_t **root,
 static jv_t *
 jget(const jv_t *obj, const char *key)
 {
-    jv_t *c, *found = NULL;
+    jv_t   *c, *found = NULL;
+    size_t  n = strlen(key);
 
     if (obj == NULL || obj->type != JV_OBJ) {
         return NULL;
     }
     for (c = obj->child; c; c = c->next) {
-        if (strcmp(c->key, key) == 0) {
+        if (c->klen == n && memcmp(c->key, key, n) == 0) {
             found = c;
         }
     }
     return found;
+}
+
+
+/* a string equal to s (an embedded NUL makes it unequal) */
+static int
+jis(const jv_t *v, const char *s)
+{
+    return v->type == JV_STR && v->len == strlen(s)
+           && memcmp(v->s, s, v->len) == 0;
 }
 
 
@@ -395,6 +404,9 @@ str_list(cc_t *c, const jv_t *v, const char *path, size_t max, char ***out,
         if (e->len == 0) {
             return cfail(c, "%s[%zu]: must not be empty", path, i);
         }
+        if (memchr(e->s, '\0', e->len) != NULL) {
+            return cfail(c, "%s[%zu]: must not contain NUL", path, i);
+        }
         list[i] = e->s;
     }
     *out = list;
@@ -466,7 +478,9 @@ compile_regex(cc_t *c, rule_t *r, const jv_t *cfg)
                              | PCRE2_NEVER_BACKSLASH_C,
                              &ecode, &eoff, c->set->cctx);
         if (code == NULL) {
-            if (ecode == PCRE2_ERROR_HEAP_FAILED || ecode == PCRE2_ERROR_NOMEMORY) {
+            if (ecode == PCRE2_ERROR_HEAP_FAILED
+                || ecode == PCRE2_ERROR_NOMEMORY)
+            {
                 return cnomem(c);
             }
             pcre2_get_error_message(ecode, msg, sizeof(msg));
@@ -644,6 +658,9 @@ compile_keywords(cc_t *c, rule_t *r, const jv_t *cfg)
         ac->delta[i] = (int32_t) (((uint32_t) v * ncls) << 1
                                   | (ac->hit[v] >= 0));
     }
+    for (b = 0; b < 256; b++) {
+        ac->root_stay[b] = ac->delta[ac->cls[b]] == 0;
+    }
     if (cells * 2 <= 0xffff) {
         ac->delta16 = tp_arena_alloc(ar, cells * sizeof(uint16_t));
         if (ac->delta16 == NULL) {
@@ -677,7 +694,7 @@ compile_pii(cc_t *c, rule_t *r, const jv_t *cfg)
             return cfail(c, "config.detectors[%zu]: must be a string", i);
         }
         for (d = 0; d < D_COUNT; d++) {
-            if (strcmp(e->s, det_names[d]) == 0) {
+            if (jis(e, det_names[d])) {
                 break;
             }
         }
@@ -819,7 +836,7 @@ compile_rule(cc_t *c, const jv_t *obj, rule_t *r, int validating)
                      "limits)");
     }
     for (i = 0; i < T_COUNT; i++) {
-        if (strcmp(v->s, type_names[i]) == 0) {
+        if (jis(v, type_names[i])) {
             break;
         }
     }
@@ -833,11 +850,11 @@ compile_rule(cc_t *c, const jv_t *obj, rule_t *r, int validating)
     if (v == NULL || v->type != JV_STR) {
         return cfail(c, "action: required (block, redact or log)");
     }
-    if (strcmp(v->s, "block") == 0) {
+    if (jis(v, "block")) {
         r->action = TP_ACTION_BLOCK;
-    } else if (strcmp(v->s, "redact") == 0) {
+    } else if (jis(v, "redact")) {
         r->action = TP_ACTION_REDACT;
-    } else if (strcmp(v->s, "log") == 0) {
+    } else if (jis(v, "log")) {
         r->action = TP_ACTION_LOG;
     } else {
         return cfail(c, "action: unknown action \"%.64s\" (expected block, "
@@ -1092,6 +1109,7 @@ typedef struct {
     tp_policy_result_t    *out;
     size_t                 vcap, scap;
     struct timespec        t0;
+    unsigned               re_calls;
     int                    budget_gone;
     int                    nomem;
 } ev_t;
@@ -1272,7 +1290,6 @@ det_phone(const unsigned char *t, size_t n, emit_t *m)
 {
     size_t gs[PH_GROUPS], ge[PH_GROUPS], ng, i = 0, j, k, g, sep, digits,
            best, start, end;
-    int    found;
 
     while ((i = next_digit(t, i, n)) < n) {
         if (i > 0 && (t[i - 1] == '+' || t[i - 1] == '(')) {
@@ -1307,7 +1324,6 @@ det_phone(const unsigned char *t, size_t n, emit_t *m)
             j = k;
         }
 
-        found = 0;
         if (t[i] == '+' && t[i + 1] != '0') {
             best = (size_t) -1;
             digits = 0;
@@ -1331,7 +1347,8 @@ det_phone(const unsigned char *t, size_t n, emit_t *m)
         for (g = 0; g < ng; g++) {
             k = ge[g] - gs[g] == 1 && t[gs[g]] == '1' && g + 3 < ng ? 1 : 0;
             if (g + k + 2 >= ng
-                || ge[g + k] - gs[g + k] != 3 || ge[g + k + 1] - gs[g + k + 1] != 3
+                || ge[g + k] - gs[g + k] != 3
+                || ge[g + k + 1] - gs[g + k + 1] != 3
                 || ge[g + k + 2] - gs[g + k + 2] != 4
                 || t[gs[g + k]] < '2' || t[gs[g + k + 1]] < '2'
                 || wa(t, n, ge[g + k + 2]))
@@ -1344,10 +1361,8 @@ det_phone(const unsigned char *t, size_t n, emit_t *m)
             if (!emit(m, start, end)) {
                 return;
             }
-            found = 1;
             g += k + 2;
         }
-        (void) found;
         i = ge[ng - 1] > i ? ge[ng - 1] : i + 1;
     }
 }
@@ -1393,7 +1408,7 @@ card_prefix(const unsigned char *d, size_t n)
         return two == 35 || two == 36 || two == 38 || two == 39
                || two == 30;                             /* JCB, Diners */
     case '6':
-        return n >= 16;                                  /* Discover, UnionPay */
+        return n >= 16;                          /* Discover, UnionPay */
     }
     return 0;
 }
@@ -1765,11 +1780,10 @@ static const unsigned char secret_second[256] = {
 static void
 det_secrets(const unsigned char *t, size_t n, emit_t *m)
 {
-    pk_cache_t pc = { 0, 0, 0, 0 };
+    pk_cache_t pc = { (size_t) -1, 0, 0, 0 };
     size_t     i, j, k, h;
     int        p;
 
-    pc.from = (size_t) -1;
     for (i = 0; i + 1 < n; i++) {
         unsigned c = t[i];
 
@@ -1830,8 +1844,8 @@ det_secrets(const unsigned char *t, size_t n, emit_t *m)
                 }
             }
             if (aws_prefixes[p]) {
-                for (j = i + 4; j < i + 20 && (IS_UPPER(t[j]) || IS_DIGIT(t[j]));
-                     j++)
+                for (j = i + 4;
+                     j < i + 20 && (IS_UPPER(t[j]) || IS_DIGIT(t[j])); j++)
                 {
                     /* 16 more */
                 }
@@ -2173,8 +2187,9 @@ match_data(ev_t *ev)
 static void
 match_error(ev_t *ev, const rule_t *r)
 {
-    if (ev->out->match_errors++ == 0) {
-        ev->out->match_error_rule = r->id;
+    if (ev->out->match_errors++ == 0 && r->id != NULL) {
+        ev->out->match_error_rule = tp_arena_strndup(&ev->p->arena, r->id,
+                                                     strlen(r->id));
     }
 }
 
@@ -2193,7 +2208,10 @@ run_regex(ev_t *ev, const rule_t *r, pcre2_code *code, emit_t *m)
         return;
     }
     while (off <= n) {
-        if (ev->budget_gone || elapsed_ms(&ev->t0) > TP_POLICY_REGEX_BUDGET_MS) {
+        if (ev->budget_gone
+            || ((ev->re_calls++ & 7) == 0
+                && elapsed_ms(&ev->t0) > TP_POLICY_REGEX_BUDGET_MS))
+        {
             ev->budget_gone = 1;
             match_error(ev, r);
             return;
@@ -2261,6 +2279,14 @@ ac_scan(const ac_t *ac, const unsigned char *t, size_t n, emit_t *m)
         const uint16_t *d = ac->delta16;
 
         for (i = 0; i < n; i++) {
+            if (row == 0) {
+                while (i < n && ac->root_stay[t[i]]) {
+                    i++;
+                }
+                if (i == n) {
+                    break;
+                }
+            }
             v = d[row + cls[t[i]]];
             row = v >> 1;
             if ((v & 1) && !ac_hit(ac, t, n, i, row, m)) {
@@ -2270,6 +2296,14 @@ ac_scan(const ac_t *ac, const unsigned char *t, size_t n, emit_t *m)
         return;
     }
     for (i = 0; i < n; i++) {
+        if (row == 0) {
+            while (i < n && ac->root_stay[t[i]]) {
+                i++;
+            }
+            if (i == n) {
+                break;
+            }
+        }
         v = (uint32_t) ac->delta[row + cls[t[i]]];
         row = v >> 1;
         if ((v & 1) && !ac_hit(ac, t, n, i, row, m)) {
@@ -2278,6 +2312,8 @@ ac_scan(const ac_t *ac, const unsigned char *t, size_t n, emit_t *m)
     }
 }
 
+
+#define LOWER(c)  (IS_UPPER((unsigned char) (c)) ? (c) + 32 : (c))
 
 int
 tp_policy_glob(const char *pat, const char *s)
@@ -2291,8 +2327,7 @@ tp_policy_glob(const char *pat, const char *s)
             mark = s;
             continue;
         }
-        if (*pat == '?' || (*pat && tp_utf8_fold((unsigned char) *pat)
-                                    == tp_utf8_fold((unsigned char) *s)))
+        if (*pat == '?' || (*pat && LOWER(*pat) == LOWER(*s)))
         {
             pat++;
             s++;
@@ -2397,17 +2432,21 @@ eval_limits(ev_t *ev, const rule_t *r)
         if (v != NULL) {
             snprintf(v->excerpt, sizeof(v->excerpt), "%zu > %lld", p->chars,
                      (long long) r->max_chars);
+            if (r->action == TP_ACTION_BLOCK) {
+                ev->out->blocked_by = v;
+            }
         }
-    } else if (r->max_out >= 0 && p->max_output_tokens > r->max_out) {
+    }
+    if (r->max_out >= 0 && p->max_output_tokens > r->max_out) {
         v = add_violation(ev, r, "max_output_tokens", 1);
         if (v != NULL) {
             snprintf(v->excerpt, sizeof(v->excerpt), "%lld > %lld",
                      (long long) p->max_output_tokens,
                      (long long) r->max_out);
+            if (r->action == TP_ACTION_BLOCK && ev->out->blocked_by == NULL) {
+                ev->out->blocked_by = v;
+            }
         }
-    }
-    if (v != NULL && r->action == TP_ACTION_BLOCK) {
-        ev->out->blocked_by = v;
     }
 }
 

@@ -34,11 +34,14 @@
  *   digits, mod-97); ipv4 (dotted quad, octets <= 255); secrets (AWS access
  *   key ids, -----BEGIN ... PRIVATE KEY----- blocks, sk-/sk_live_/ghp_/
  *   github_pat_/xox?-/glpat-/AIza keys, JWTs).
- * - regex: every pattern runs JIT-compiled under a match limit, a depth
- *   limit and a heap limit, and the regex work of one evaluation stops
- *   after TP_POLICY_REGEX_BUDGET_MS. A pattern that hits a limit counts as
- *   not matching from there on; result.match_errors says so, and the
- *   module logs it. Empty matches are ignored.
+ * - regex: compiled with UTF, UCP, MATCH_INVALID_UTF and
+ *   NEVER_BACKSLASH_C, JIT-compiled, run under a match limit, a depth limit
+ *   and a heap limit; regex work stops once an evaluation has run for
+ *   TP_POLICY_REGEX_BUDGET_MS. A pattern that hits a limit counts as not
+ *   matching from there on (fail open, so a bad rule cannot take the
+ *   gateway down); result.match_errors and match_error_rule say so, for
+ *   the module to log (or to fail closed, if it chooses). Empty matches
+ *   are ignored.
  * - model: a violation when the model matches a deny glob, or when there is
  *   an allow list and the model (or no model at all) matches none of it.
  * - limits: max_prompt_chars counts Unicode characters of the extracted
@@ -49,11 +52,14 @@
  * block and log rules scanning stops at the first match, so count is 1),
  * with a masked excerpt that never holds the matched value:
  *   email j***@e***.com   credit_card 4111********1111   ssn ***-**-6789
- *   phone *******4567     iban DE89**************3000   ipv4 192.168.*.*
- *   secrets sk-****…abcd, AKIA****…MPLE, eyJ****…wxyz,
- *           -----BEGIN RSA PRIVATE KEY-----****…
- *   regex, keyword  first and last character, '*' between (short: ***)
+ *   phone ******2671, +*******2671   iban DE89************3000
+ *   ipv4 192.168.*.*   secrets sk-****…abcd, AKIA****…MPLE, eyJ****…wxyz,
+ *   -----BEGIN RSA PRIVATE KEY-----****…
+ *   regex, keyword  first and last character, '*' between (at most 8;
+ *   four characters or fewer: ***)
  *   model  the model name   limits  "12001 > 12000"
+ * (at most 12 '*' stand for the hidden characters). Excerpts are UTF-8,
+ * control characters shown as '?'.
  * Redaction markers: [REDACTED:<detector>] for pii, [REDACTED:regex],
  * [REDACTED:keyword]. */
 #ifndef TRUEPORT_POLICY_H

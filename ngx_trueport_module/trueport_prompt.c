@@ -39,7 +39,7 @@ tp_arena_alloc(tp_arena_t *ar, size_t n)
     unsigned char    *p;
     size_t            size;
 
-    if (n > (size_t) 1 << 40) {
+    if (n > SIZE_MAX / 4) {
         return NULL;
     }
     n = ALIGN16(n ? n : 1);
@@ -153,7 +153,8 @@ utf8_get(const unsigned char *t, size_t n, size_t i, size_t *len)
     }
     if (c < 0xf0 && i + 2 < n) {
         *len = 3;
-        return ((c & 0x0f) << 12) | ((t[i + 1] & 0x3f) << 6) | (t[i + 2] & 0x3f);
+        return ((c & 0x0f) << 12) | ((t[i + 1] & 0x3f) << 6)
+               | (t[i + 2] & 0x3f);
     }
     if (i + 3 < n) {
         *len = 4;
@@ -326,13 +327,18 @@ tp_utf8_fold_buf(const unsigned char *in, size_t n, unsigned char *out)
             continue;
         }
         cp = utf8_get(in, n, i, &len);
-        f = tp_utf8_fold(cp);
-        if (f != cp && utf8_put(out + i, f) == len) {
-            i += len;
+        if (len == 2) {
+            /* only two-byte characters have a case we fold */
+            f = tp_utf8_fold(cp);
+            out[i] = (unsigned char) (0xc0 | (f >> 6));
+            out[i + 1] = (unsigned char) (0x80 | (f & 0x3f));
+            i += 2;
             continue;
         }
-        memcpy(out + i, in + i, len);
-        i += len;
+        while (len--) {
+            out[i] = in[i];
+            i++;
+        }
     }
 }
 
@@ -340,20 +346,7 @@ tp_utf8_fold_buf(const unsigned char *in, size_t n, unsigned char *out)
 /* ---- JSON scanner ---- */
 
 /* bytes a string can hold as they are: printable ASCII but " and \ */
-static unsigned char plain[256];
-static int           plain_ready;
-
-
-static void
-plain_init(void)
-{
-    int c;
-
-    for (c = 0x20; c < 0x80; c++) {
-        plain[c] = c != '"' && c != '\\';
-    }
-    plain_ready = 1;
-}
+#define PLAIN(c)  ((c) >= 0x20 && (c) < 0x80 && (c) != '"' && (c) != '\\')
 
 
 static int
@@ -401,7 +394,7 @@ skip_plain(const unsigned char *p, const unsigned char *end)
         p += 8;
     }
 #endif
-    while (p < end && plain[*p]) {
+    while (p < end && PLAIN(*p)) {
         p++;
     }
     return p;
@@ -453,6 +446,10 @@ scan_string(const unsigned char *buf, const unsigned char **pp,
         if (*p < 0x20) {
             FAIL("control character in a string at offset %zu",
                  (size_t) (p - buf));
+        }
+        if (*p >= 0xc2 && *p < 0xe0 && end - p >= 2 && (p[1] & 0xc0) == 0x80) {
+            p += 2;                         /* Latin, Greek, Cyrillic ... */
+            continue;
         }
         n = utf8_seq(p, end);
         if (n == 0) {
@@ -518,10 +515,6 @@ tp_json_scan(const unsigned char *buf, size_t len, const tp_json_cb_t *cb,
     const unsigned char *p = buf, *end = buf + len, *q;
     unsigned char        stack[TP_JSON_MAX_DEPTH];
     int                  depth = 0, state = J_VALUE, rc, escaped, array;
-
-    if (!plain_ready) {
-        plain_init();
-    }
 
     for ( ;; ) {
         while (p < end && (*p == ' ' || *p == '\n' || *p == '\r'
@@ -745,7 +738,7 @@ enum {
 enum {
     L_NONE = 0,
     L_TEXT,          /* a text segment */
-    L_PART,          /* a text segment joined to its siblings in a parts array */
+    L_PART,          /* text joined to its siblings in a parts array */
     L_MODEL,
     L_MAXTOK
 };
@@ -984,16 +977,38 @@ add_segment(ex_t *x, const unsigned char *raw, size_t len, int escaped,
     tp_prompt_t  *p = x->p;
     tp_segment_t *s;
     size_t        off, n, i;
+    int           sep;
 
     if (len == 0) {
         return 0;
     }
-    if (p->nsegs > 0 && !(join != 0 && join == x->last_join)) {
-        p->text[p->text_len++] = '\n';
+    sep = p->nsegs > 0 && !(join != 0 && join == x->last_join);
+    off = p->text_len + sep;
+    if (off + len + 2 > x->text_cap) {
+        /* decoded text plus separators never exceeds the body (a segment
+         * loses at least its two quotes): grow towards that bound */
+        size_t         cap = x->text_cap * 2;
+        unsigned char *nt;
+
+        if (cap < off + len + 2) {
+            cap = off + len + 2;
+        }
+        if (cap > p->body_len + 1) {
+            cap = p->body_len + 1;
+        }
+        if (cap < off + len + 2) {
+            return EX_ENOMEM;               /* cannot happen, see above */
+        }
+        nt = tp_arena_alloc(&p->arena, cap);
+        if (nt == NULL) {
+            return EX_ENOMEM;
+        }
+        memcpy(nt, p->text, off);
+        p->text = nt;
+        x->text_cap = cap;
     }
-    off = p->text_len;
-    if (off + len > x->text_cap) {
-        return EX_ENOMEM;             /* cannot happen: text <= body */
+    if (sep) {
+        p->text[off - 1] = '\n';
     }
     if (escaped) {
         n = tp_json_unescape(raw, len, p->text + off);
@@ -1126,7 +1141,7 @@ tp_prompt_parse(const tp_alloc_t *a, int provider, const unsigned char *body,
                 tp_prompt_t **out, char *err, size_t errlen)
 {
     tp_prompt_t *p;
-    ex_t        *x;
+    ex_t         ex, *x = &ex;
     tp_arena_t   ar;
     int          rc;
 
@@ -1149,11 +1164,6 @@ tp_prompt_parse(const tp_alloc_t *a, int provider, const unsigned char *body,
     }
 
     tp_arena_init(&ar, a);
-    p = NULL;
-    x = a->alloc(a->ctx, sizeof(*x));
-    if (x == NULL) {
-        goto nomem;
-    }
     p = tp_arena_alloc(&ar, sizeof(*p));
     if (p == NULL) {
         goto nomem;
@@ -1166,21 +1176,17 @@ tp_prompt_parse(const tp_alloc_t *a, int provider, const unsigned char *body,
     p->body_len = len;
     p->max_output_tokens = -1;
 
-    /* decoded text plus one separator per segment never exceeds the
-     * body: every segment loses at least its two quotes */
-    p->text = tp_arena_alloc(&p->arena, len + 1);
+    x->text_cap = len + 1 < 4096 ? len + 1 : 4096;
+    p->text = tp_arena_alloc(&p->arena, x->text_cap);
     if (p->text == NULL) {
         goto nomem;
     }
     x->p = p;
     x->pmask = 1u << provider;
-    x->text_cap = len;
     x->err = err;
     x->errlen = errlen;
 
     rc = tp_json_scan(body, len, &ex_cb, x, err, errlen);
-    a->free(a->ctx, x);
-    x = NULL;
     if (rc == EX_ENOMEM) {
         goto nomem;
     }
@@ -1209,9 +1215,6 @@ tp_prompt_parse(const tp_alloc_t *a, int provider, const unsigned char *body,
     return TP_PROMPT_OK;
 
 nomem:
-    if (x != NULL) {
-        a->free(a->ctx, x);
-    }
     if (p != NULL) {
         ar = p->arena;
     }

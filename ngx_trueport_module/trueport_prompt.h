@@ -59,7 +59,9 @@ typedef struct {
 } tp_arena_t;
 
 void  tp_arena_init(tp_arena_t *ar, const tp_alloc_t *a);
-void *tp_arena_alloc(tp_arena_t *ar, size_t n);        /* 16-byte aligned */
+/* sizes are rounded to 16, so pieces are as aligned as the allocator's
+ * own blocks (8 bytes from an nginx pool) */
+void *tp_arena_alloc(tp_arena_t *ar, size_t n);
 char *tp_arena_strndup(tp_arena_t *ar, const char *s, size_t n);
 void  tp_arena_free(tp_arena_t *ar);
 

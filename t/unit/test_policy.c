@@ -228,6 +228,10 @@ test_validation(void)
        "priority not an integer");
     ok(invalid("{\"type\":\"pii\",\"config\":{\"detectors\":[\"email\"]},\"action\":\"log\",\"enabled\":\"yes\"}", "enabled: must be true or false"),
        "enabled not a boolean");
+    ok(invalid("{\"type\":\"regex\\u0000x\",\"config\":{},\"action\":\"block\"}", "unknown type"),
+       "an embedded NUL does not pass for a known name");
+    ok(invalid("{\"type\":\"model\",\"config\":{\"allow\":[\"gpt\\u0000\"]},\"action\":\"block\"}", "must not contain NUL"),
+       "no NUL in globs or scope entries");
     ok(invalid("[1]", "JSON object"), "a rule must be an object");
     ok(invalid("{\"type\":", "unexpected end"), "malformed JSON");
 
@@ -562,6 +566,9 @@ test_model_limits(void)
     ok(R.action == TP_ACTION_BLOCK, "limits: gemini maxOutputTokens");
     run_p(s, prompt_url(TP_OPENAI, "{\"model\":\"m\",\"messages\":[{\"content\":\"hi\"}]}", NULL), &CTX);
     ok(R.action == TP_ACTION_NONE, "limits: no token limit in the request passes");
+    run_p(s, prompt_url(TP_OPENAI, "{\"max_tokens\":2000,\"messages\":[{\"content\":\"0123456789abc\"}]}", NULL), &CTX);
+    ok(R.nviolations == 2 && strcmp(R.blocked_by->detector, "max_prompt_chars") == 0,
+       "limits: both exceeded, both reported, the first blocks");
     tp_policy_destroy(s);
 }
 

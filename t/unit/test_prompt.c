@@ -341,6 +341,32 @@ test_malformed(void)
 }
 
 static void
+test_many_segments(void)
+{
+    static char  body[200000], want[200000];
+    char        *o = body, *w = want;
+    tp_prompt_t *p;
+    int          i;
+
+    /* lots of segments and a big non-text field: the text buffer grows
+     * past its first 4 KB, offsets stay right */
+    o += sprintf(o, "{\"model\":\"m\",\"messages\":[");
+    for (i = 0; i < 3000; i++) {
+        o += sprintf(o, "%s{\"role\":\"user\",\"content\":\"m%d \\u00e9\"}", i ? "," : "", i);
+        w += sprintf(w, "%sm%d \xc3\xa9", i ? "\n" : "", i);
+    }
+    o += sprintf(o, "],\"image\":\"");
+    memset(o, 'A', 50000);
+    o += 50000;
+    strcpy(o, "\"}");
+    p = parse(TP_OPENAI, body);
+    is_str(text(p), want, "3000 messages: the text buffer grows, every segment in place");
+    ok(p && p->nsegs == 3000 && memcmp(p->text + p->segs[2999].text_off, "m2999 \xc3\xa9", 8) == 0,
+       "3000 messages: segment offsets");
+    tp_prompt_destroy(p);
+}
+
+static void
 test_redact(void)
 {
     tp_prompt_t *p;
@@ -473,6 +499,7 @@ main(void)
     test_google();
     test_decoding();
     test_malformed();
+    test_many_segments();
     test_redact();
     test_fold();
     test_nomem();
