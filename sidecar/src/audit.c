@@ -2,6 +2,7 @@
  * security (members, invites, plans, configs, status), written in the
  * change's own transaction */
 #include "audit.h"
+#include "handlers/handlers.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +93,8 @@ audit_list(req_t *r, const char *tenant_id, jw_t *w)
         jw_kstr(w, "action", PQgetvalue(res, i, 4));
         jw_kstr(w, "target",
                 PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5));
-        jw_kraw(w, "detail", PQgetvalue(res, i, 6));
+        jw_key(w, "detail");
+        org_jw_json(w, PQgetvalue(res, i, 6));
         jw_kstr(w, "client_ip",
                 PQgetisnull(res, i, 7) ? NULL : PQgetvalue(res, i, 7));
         jw_kstr(w, "created_at", PQgetvalue(res, i, 8));

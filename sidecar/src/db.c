@@ -147,6 +147,7 @@ db_status_for(const char *sqlstate, const char **code)
         { "23514", 422, "invalid_value" },       /* check_violation */
         { "23502", 422, "invalid_value" },       /* not_null_violation */
         { "22P02", 400, "bad_request" },         /* invalid_text_representation */
+        { "22021", 400, "bad_request" },         /* invalid UTF-8 sent to us */
         { "22003", 422, "invalid_value" },       /* numeric out of range */
         { "22007", 422, "invalid_value" },       /* invalid datetime format */
         { "22008", 422, "invalid_value" },       /* datetime out of range */

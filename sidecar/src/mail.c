@@ -357,8 +357,14 @@ sendmail_pipe(const char *msg, size_t len, char *err, size_t errlen)
 
     n = read(efds[0], said, sizeof(said) - 1);
     close(efds[0]);
+    /* one line: trailing newlines dropped, the others become spaces */
+    while (n > 0 && (said[n - 1] == '\n' || said[n - 1] == '\r'
+                     || said[n - 1] == ' '))
+    {
+        n--;
+    }
     said[n > 0 ? n : 0] = '\0';
-    for (i = 0; said[i]; i++) {
+    for (i = 0; i < n; i++) {
         if ((unsigned char) said[i] < 0x20) {
             said[i] = ' ';
         }

@@ -53,16 +53,17 @@ const route_t routes[] = {
     { "GET",    PLATFORM "/admin/audit-log",                   h_admin_audit_list,     ROLE_PLATFORM, RL_MANAGEMENT },
     /* end organisations */
 
-    /* identity: public sign-in routes have no group limit (login and
-     * otp/verify have their own, per email and client address) */
+    /* identity: the public sign-in routes have no group limit (login,
+     * otp/verify and the password change share their own, per email and
+     * client address); the token routes count as management */
     { "POST", PLATFORM "/global/auth/register",               h_auth_register,           ROLE_NONE,   RL_NONE },
     { "POST", PLATFORM "/global/auth/login",                  h_auth_login,              ROLE_NONE,   RL_NONE },
     { "POST", PLATFORM "/global/auth/otp/request",            h_auth_otp_request,        ROLE_NONE,   RL_NONE },
     { "POST", PLATFORM "/global/auth/otp/verify",             h_auth_otp_verify,         ROLE_NONE,   RL_NONE },
     { "POST", PLATFORM "/global/auth/forgot-password",        h_auth_forgot_password,    ROLE_NONE,   RL_NONE },
     { "POST", PLATFORM "/global/auth/reset-password",         h_auth_reset_password,     ROLE_NONE,   RL_NONE },
-    { "PUT",  PLATFORM "/global/auth/password",               h_auth_password_change,    ROLE_GLOBAL, RL_NONE },
-    { "POST", PLATFORM "/global/auth/select-tenant",          h_auth_select_tenant,      ROLE_GLOBAL, RL_NONE },
+    { "PUT",  PLATFORM "/global/auth/password",               h_auth_password_change,    ROLE_GLOBAL, RL_MANAGEMENT },
+    { "POST", PLATFORM "/global/auth/select-tenant",          h_auth_select_tenant,      ROLE_GLOBAL, RL_MANAGEMENT },
     { "POST", PLATFORM "/service/auth/switch-environment",    h_auth_switch_environment, ROLE_VIEWER, RL_MANAGEMENT },
     /* end identity */
 };

@@ -1,8 +1,10 @@
-/* test_secrets.c - AES-256-GCM secrets at rest (round trip, tampering, wrong
- * key or AAD, malformed input) and the tenant slug rules */
+/* test_secrets.c - organisations: AES-256-GCM secrets at rest (round trip,
+ * tampering, wrong key or AAD, malformed input), the tenant slug rules,
+ * and the route table's guards on /service and /admin */
 #include "tap.h"
 #include "secrets.h"
 #include "handlers/handlers.h"
+#include "router.h"
 
 #include <stdlib.h>
 
@@ -129,9 +131,45 @@ test_slugs(void)
 }
 
 
+/* every tenant route needs a scoped role, every admin route a platform
+ * admin, and both count against the management limit */
+static void
+test_route_guards(void)
+{
+    size_t i, bad_service = 0, bad_admin = 0, n_service = 0, n_admin = 0;
+
+    for (i = 0; i < routes_count; i++) {
+        const route_t *rt = &routes[i];
+
+        if (strncmp(rt->pattern, "/platform/api/service/", 22) == 0) {
+            n_service++;
+            if (rt->min_role < ROLE_VIEWER || rt->min_role > ROLE_OWNER
+                || rt->rl_group != RL_MANAGEMENT)
+            {
+                bad_service++;
+                printf("#   %s %s\n", rt->method, rt->pattern);
+            }
+        } else if (strncmp(rt->pattern, "/platform/api/admin/", 20) == 0) {
+            n_admin++;
+            if (rt->min_role != ROLE_PLATFORM || rt->rl_group != RL_MANAGEMENT)
+            {
+                bad_admin++;
+                printf("#   %s %s\n", rt->method, rt->pattern);
+            }
+        }
+    }
+    ok(n_service >= 16 && bad_service == 0,
+       "routes: %zu service routes, all scoped and RL_MANAGEMENT", n_service);
+    ok(n_admin >= 7 && bad_admin == 0,
+       "routes: %zu admin routes, all ROLE_PLATFORM and RL_MANAGEMENT",
+       n_admin);
+}
+
+
 void
 test_secrets(void)
 {
     test_crypto();
     test_slugs();
+    test_route_guards();
 }

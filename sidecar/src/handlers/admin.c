@@ -427,16 +427,19 @@ static const char *gtype_names[] = {
 static const char *price_providers[] = { "openai", "anthropic", "google",
                                          "azure", NULL };
 
+/* the price table as {provider: {model: {input, output, cached}}}, in a
+ * stable order (json, not jsonb, keeps it) */
 #define PRICES_JSON                                                         \
-    "(SELECT coalesce(jsonb_object_agg(provider, models), '{}')"            \
-    " FROM (SELECT provider, jsonb_object_agg(model, jsonb_build_object("   \
-    "  'input', trim_scale(input_per_m), 'output', trim_scale(output_per_m),"\
-    "  'cached', trim_scale(cached_per_m))) AS models"                      \
+    "(SELECT coalesce(json_object_agg(provider, models ORDER BY provider),"  \
+    " '{}') FROM (SELECT provider, json_object_agg(model,"                  \
+    "  json_build_object('input', trim_scale(input_per_m),"                 \
+    "  'output', trim_scale(output_per_m),"                                 \
+    "  'cached', trim_scale(cached_per_m)) ORDER BY model) AS models"        \
     "  FROM model_prices GROUP BY provider) x)"
 
 #define GCONF_COLS                                                          \
-    " key, CASE WHEN key = 'model_prices' THEN " PRICES_JSON                \
-    " ELSE value END, " ORG_TS("updated_at") ", updated_by"
+    " key, CASE WHEN key = 'model_prices' THEN " PRICES_JSON "::text"       \
+    " ELSE value::text END, " ORG_TS("updated_at") ", updated_by"
 
 
 static const gconf_t *
@@ -463,9 +466,9 @@ jw_gentry(jw_t *w, const gconf_t *c, PGresult *res, int row,
     jw_kstr(w, "description", c->help);
     jw_key(w, "value");
     if (res != NULL) {
-        jw_raw(w, PQgetvalue(res, row, 1));
+        org_jw_json(w, PQgetvalue(res, row, 1));
     } else {
-        jw_raw(w, c->type == GT_PRICES ? prices : c->dflt);
+        org_jw_json(w, c->type == GT_PRICES ? prices : c->dflt);
     }
     jw_kbool(w, "is_default", res == NULL);
     if (res != NULL) {
@@ -718,7 +721,7 @@ h_admin_configs_put(req_t *r)
                == NULL
             || dbq(r,
                    "INSERT INTO global_configs (key, value, updated_by)"
-                   " SELECT 'model_prices', " PRICES_JSON ", $1"
+                   " SELECT 'model_prices', " PRICES_JSON "::jsonb, $1"
                    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,"
                    " updated_at = now(), updated_by = EXCLUDED.updated_by", 1,
                    r->auth.user_id) == NULL)

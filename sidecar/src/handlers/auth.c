@@ -40,6 +40,15 @@
 /* the answer to otp/request and forgot-password, whoever asks */
 #define SENT_STATUS         202
 
+/* at most 5 codes (and 5 reset mails) per address per 15 minutes: more
+ * requests get the same 202 and send nothing, so nobody can flood a
+ * mailbox through us */
+#define MAIL_BURST          "5"
+#define MAIL_BURST_WINDOW   "15 minutes"
+
+#define SUBJECT_OTP         "Your TruePort sign-in code"
+#define SUBJECT_RESET       "Reset your TruePort password"
+
 
 /* ---- small pure helpers ------------------------------------------------ */
 
@@ -572,13 +581,41 @@ h_auth_login(req_t *r)
 }
 
 
+/* 1 when the address already got MAIL_BURST messages with this subject
+ * in the window, 0 when not, -1 with the reply sent. */
+static int
+mail_throttled(req_t *r, const char *email, const char *subject)
+{
+    PGresult *res;
+
+    res = dbq(r, "SELECT count(*) >= " MAIL_BURST " FROM outbox"
+                 " WHERE to_addr = $1 AND subject = $2"
+                 " AND created_at > now() - interval '" MAIL_BURST_WINDOW "'",
+              2, email, subject);
+    if (res == NULL) {
+        return -1;
+    }
+    if (PQgetvalue(res, 0, 0)[0] == 't') {
+        log_info("req=%s msg=\"mail throttled\" subject=\"%s\"", r->id,
+                 subject);
+        return 1;
+    }
+    return 0;
+}
+
+
 /* A fresh code for a user (replacing any earlier one), mailed in the same
  * transaction. 0, or -1 with the reply sent. */
 static int
 otp_issue(req_t *r, const char *uid, const char *email)
 {
     char code[7], hash[65];
+    int  rc;
 
+    rc = mail_throttled(r, email, SUBJECT_OTP);
+    if (rc != 0) {
+        return rc < 0 ? -1 : 0;
+    }
     if (otp_new(code) != 0) {
         reply_error(r, 500, "internal_error", "internal error");
         return -1;
@@ -592,7 +629,7 @@ otp_issue(req_t *r, const char *uid, const char *email)
                   " code_hash = excluded.code_hash, attempts = 0,"
                   " expires_at = excluded.expires_at, used_at = NULL,"
                   " created_at = now()", 2, uid, hash) == NULL
-        || mail_send(r, email, "Your TruePort sign-in code",
+        || mail_send(r, email, SUBJECT_OTP,
                      arena_sprintf(&r->arena,
                          "Your sign-in code is %s\n\n"
                          "It works once, within 10 minutes. A newer code"
@@ -739,7 +776,12 @@ reset_issue(req_t *r, const char *uid, const char *email)
 {
     unsigned char rnd[RESET_TOKEN_BYTES];
     char          token[64], hash[65];
+    int           rc;
 
+    rc = mail_throttled(r, email, SUBJECT_RESET);
+    if (rc != 0) {
+        return rc < 0 ? -1 : 0;
+    }
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         reply_error(r, 500, "internal_error", "internal error");
         return -1;
@@ -755,7 +797,7 @@ reset_issue(req_t *r, const char *uid, const char *email)
                   " expires_at)"
                   " VALUES ($1, $2, now() + interval '" RESET_TTL "')", 2,
                uid, hash) == NULL
-        || mail_send(r, email, "Reset your TruePort password",
+        || mail_send(r, email, SUBJECT_RESET,
                      arena_sprintf(&r->arena,
                          "Your password reset token is %s\n\n"
                          "It works once, within 1 hour:\n\n"

@@ -193,7 +193,7 @@ jw_entry(jw_t *w, const tconf_t *c, PGresult *res, int row,
         jw_kstr(w, "last4", res ? PQgetvalue(res, row, 3) : NULL);
         jw_obj_end(w);
     } else if (res != NULL) {
-        jw_raw(w, PQgetvalue(res, row, 1));
+        org_jw_json(w, PQgetvalue(res, row, 1));
     } else if (c->type == CT_RPM) {
         jw_int(w, p->default_rpm);
     } else {

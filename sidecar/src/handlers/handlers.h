@@ -93,6 +93,8 @@ int org_tenant_plan(req_t *r, const char *tenant_id, org_plan_t *p)
 
 void org_plan_from(PGresult *res, int row, int col, org_plan_t *p);
 void org_jw_limits(jw_t *w, const org_plan_t *p);
+/* a JSON text (jsonb output) re-encoded compactly */
+void org_jw_json(jw_t *w, const char *json);
 void org_jw_col(jw_t *w, const char *key, PGresult *res, int row, int col,
                 org_col_t kind);
 /* a printable-ASCII copy of untrusted s, at most max bytes, for messages */

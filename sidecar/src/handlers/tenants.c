@@ -62,8 +62,10 @@ org_jw_col(jw_t *w, const char *key, PGresult *res, int row, int col,
     v = PQgetvalue(res, row, col);
     switch (kind) {
     case ORG_NUM:
-    case ORG_JSON:
         jw_raw(w, v);
+        break;
+    case ORG_JSON:
+        org_jw_json(w, v);
         break;
     case ORG_BOOL:
         jw_bool(w, v[0] == 't');
@@ -134,6 +136,23 @@ org_query_text(req_t *r, const char *name, size_t max, const char **out)
         return -1;
     }
     return 0;
+}
+
+
+void
+org_jw_json(jw_t *w, const char *json)
+{
+    char     err[64];
+    yajl_val v;
+
+    /* jsonb's text form spaces its separators: write ours compactly */
+    v = json_parse(json, strlen(json), err, sizeof(err));
+    if (v == NULL) {
+        jw_raw(w, json);
+        return;
+    }
+    jw_tree(w, v);
+    yajl_tree_free(v);
 }
 
 
