@@ -23,6 +23,15 @@ const route_t routes[] = {
     { "GET",    "/internal/v1/keys/resolve", h_keys_resolve, ROLE_INTERNAL, RL_NONE },
     /* end keys */
 
+    /* policies: management API, and the module's load of a tenant's rules */
+    { "GET",    SERVICES "/policies",      h_policies_list,     ROLE_MEMBER,   RL_MANAGEMENT },
+    { "POST",   SERVICES "/policies",      h_policies_create,   ROLE_ADMIN,    RL_MANAGEMENT },
+    { "GET",    SERVICES "/policies/{id}", h_policies_get,      ROLE_MEMBER,   RL_MANAGEMENT },
+    { "PUT",    SERVICES "/policies/{id}", h_policies_update,   ROLE_ADMIN,    RL_MANAGEMENT },
+    { "DELETE", SERVICES "/policies/{id}", h_policies_delete,   ROLE_ADMIN,    RL_MANAGEMENT },
+    { "GET",    "/internal/v1/policies",   h_policies_internal, ROLE_INTERNAL, RL_NONE },
+    /* end policies */
+
     /* organisations */
     { "POST",   PLATFORM "/global/tenants",                    h_tenants_create,       ROLE_GLOBAL,   RL_MANAGEMENT },
     { "GET",    PLATFORM "/global/tenants",                    h_tenants_list,         ROLE_GLOBAL,   RL_MANAGEMENT },

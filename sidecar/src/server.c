@@ -4,6 +4,7 @@
 #include "config.h"
 #include "db.h"
 #include "ingest.h"
+#include "mail.h"
 #include "log.h"
 #include "router.h"
 
@@ -285,6 +286,8 @@ server_run(void)
         MHD_stop_daemon(d);
         return -1;
     }
+    /* mail left unsent before a restart goes out now */
+    mail_start();
 
     sigwait(&set, &sig);
     log_info("msg=\"shutting down\" signal=%d", sig);

@@ -21,6 +21,15 @@ void h_keys_delete(req_t *r);
 void h_keys_resolve(req_t *r);
 /* end keys */
 
+/* policies.c */
+void h_policies_list(req_t *r);
+void h_policies_get(req_t *r);
+void h_policies_create(req_t *r);
+void h_policies_update(req_t *r);
+void h_policies_delete(req_t *r);
+void h_policies_internal(req_t *r);
+/* end policies */
+
 /* organisations: tenants.c, members.c, invites.c, plans.c, configs.c,
  * storage.c, admin.c (the org_* helpers live in tenants.c) */
 #include <libpq-fe.h>
