@@ -287,7 +287,9 @@ server_run(void)
         return -1;
     }
     /* mail left unsent before a restart goes out now */
-    mail_start();
+    if (mail_start() != 0) {
+        log_warn("msg=\"mail delivery thread did not start\"");
+    }
 
     sigwait(&set, &sig);
     log_info("msg=\"shutting down\" signal=%d", sig);
