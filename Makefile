@@ -67,6 +67,32 @@ $(BUILD)/obj/tests/%.o: sidecar/tests/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isidecar/src -c -o $@ $<
 
+# policies (issue 6): the sidecar validates rules with the gateway's own
+# policy engine, so its pure C core is linked into the sidecar and the unit
+# tests; build/tools/policy-check compiles a rule set (the internal
+# endpoint's answer) the way the module does, for t/060-policies.t.
+POLICY_SRC  := $(addprefix ngx_trueport_module/,trueport_policy.c \
+               trueport_prompt.c trueport_usage.c)
+POLICY_OBJ  := $(patsubst ngx_trueport_module/%.c,$(BUILD)/obj/module/%.o,$(POLICY_SRC))
+POLICY_H    := $(addprefix ngx_trueport_module/,trueport_policy.h \
+               trueport_prompt.h trueport_usage.h)
+LDLIBS      += -lpcre2-8 -lz
+
+$(BUILD)/trueport-sidecar $(BUILD)/unit-tests: $(POLICY_OBJ)
+$(BUILD)/obj/handlers/policies.o: CFLAGS += -Ingx_trueport_module
+$(BUILD)/obj/handlers/policies.o: $(POLICY_H)
+
+$(BUILD)/obj/module/%.o: ngx_trueport_module/%.c $(POLICY_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+unit: $(BUILD)/tools/policy-check
+
+$(BUILD)/tools/policy-check: t/tools/policy_check.c $(POLICY_OBJ) $(POLICY_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ingx_trueport_module $(LDFLAGS) -o $@ $< $(POLICY_OBJ) $(LDLIBS)
+# end policies
+
 deps:
 	@scripts/deps.sh
 
