@@ -17,9 +17,29 @@
 #define MAX_INPUT (64u * 1024 * 1024)
 
 
-static void *m_alloc(void *c, size_t n) { (void) c; return malloc(n); }
-static void *m_realloc(void *c, void *p, size_t n) { (void) c; return realloc(p, n); }
-static void  m_free(void *c, void *p) { (void) c; free(p); }
+static void *
+m_alloc(void *c, size_t n)
+{
+    (void) c;
+    return malloc(n);
+}
+
+
+static void *
+m_realloc(void *c, void *p, size_t n)
+{
+    (void) c;
+    return realloc(p, n);
+}
+
+
+static void
+m_free(void *c, void *p)
+{
+    (void) c;
+    free(p);
+}
+
 
 static const tp_alloc_t A = { m_alloc, m_realloc, m_free, NULL };
 

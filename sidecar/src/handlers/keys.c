@@ -801,7 +801,8 @@ is_key_hash(const char *s)
     "    THEN 'provider_not_allowed'"                                       \
     "   ELSE 'active' END AS status,"                                       \
     "  floor(extract(epoch FROM k.expires_at))::bigint AS expires,"         \
-    "  cred.secret, ep.value #>> '{}' AS endpoint, k.last_used_at"          \
+    "  cred.secret, ep.value #>> '{}' AS endpoint, k.last_used_at,"         \
+    "  t.policy_revision"                                                   \
     "  FROM api_keys k"                                                     \
     "  JOIN tenants t ON t.id = k.tenant_id"                                \
     "  LEFT JOIN subscriptions s ON s.tenant_id = k.tenant_id"              \
@@ -822,8 +823,8 @@ is_key_hash(const char *s)
     "   AND (a.last_used_at IS NULL"                                        \
     "        OR a.last_used_at < now() - interval '1 minute')"              \
     "   FOR UPDATE OF a SKIP LOCKED))"                                      \
-    " SELECT id, tenant_id, env, rpm, status, expires, secret, endpoint"    \
-    " FROM k"
+    " SELECT id, tenant_id, env, rpm, status, expires, secret, endpoint,"   \
+    " policy_revision FROM k"
 
 
 static void
@@ -972,8 +973,8 @@ h_keys_resolve(req_t *r)
     jw_col(&w, "expires_at", res, 0, 5, 1);
     jw_kstr(&w, "credential", cred);
     jw_col(&w, "endpoint", res, 0, 7, 0);
-    /* policy changes arrive with the policy issue */
-    jw_kint(&w, "policy_revision", 0);
+    /* the tenant's rules changed when this moved (handlers/policies.c) */
+    jw_kraw(&w, "policy_revision", PQgetvalue(res, 0, 8));
     jw_obj_end(&w);
     secret_free(cred);
 

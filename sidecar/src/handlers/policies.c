@@ -54,7 +54,7 @@ typedef struct {
     int         enabled;
     long long   priority;
     char       *config;          /* malloc'd, freed with the request */
-    char       *scope;           /* {"providers":[..],"envs":[..],"key_ids":[..]} */
+    char       *scope;           /* {"providers", "envs", "key_ids"} */
     int         scoped;          /* envs or key_ids to check in the database */
 } policy_in_t;
 
@@ -326,7 +326,6 @@ policy_parse(req_t *r, const char *path_id, policy_in_t *in)
     yajl_val   body, config;
     jw_t       w, s;
     char      *rule;
-    int        present;
 
     memset(in, 0, sizeof(*in));
     in->enabled = 1;
@@ -347,10 +346,10 @@ policy_parse(req_t *r, const char *path_id, policy_in_t *in)
         || req_field_str(r, body, "action", F_REQUIRED, 64, &in->action)
            != 0
         || req_field_bool(r, body, "enabled", F_NULLABLE, &in->enabled,
-                          &present) != 0
+                          NULL) != 0
         || req_field_int(r, body, "priority", F_NULLABLE,
                          POLICY_PRIORITY_MIN, POLICY_PRIORITY_MAX,
-                         &in->priority, &present) != 0)
+                         &in->priority, NULL) != 0)
     {
         return -1;
     }
@@ -419,11 +418,13 @@ policy_check_scope(req_t *r, const policy_in_t *in)
     }
     res = dbq(r,
               "SELECT"
-              " (SELECT i - 1 FROM jsonb_array_elements_text($2::jsonb -> 'envs')"
+              " (SELECT i - 1"
+              "   FROM jsonb_array_elements_text($2::jsonb -> 'envs')"
               "   WITH ORDINALITY a(e, i)"
               "   WHERE NOT a.e = ANY (t.environments) ORDER BY i LIMIT 1),"
               " array_to_string(t.environments, ', '),"
-              " (SELECT i - 1 FROM jsonb_array_elements_text($2::jsonb -> 'key_ids')"
+              " (SELECT i - 1"
+              "   FROM jsonb_array_elements_text($2::jsonb -> 'key_ids')"
               "   WITH ORDINALITY a(k, i)"
               "   WHERE NOT EXISTS (SELECT 1 FROM api_keys k"
               "    WHERE k.tenant_id = t.id AND k.id = a.k::uuid)"
