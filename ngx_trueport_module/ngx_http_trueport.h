@@ -12,9 +12,25 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "trueport_gateway.h"
+#include "trueport_usage.h"
+
 
 #define TRUEPORT_VERSION                "0.1.0"
 #define TRUEPORT_MODULE_NAME            "ngx_http_trueport_module"
+
+
+/* trueport_gateway: TP_OPENAI .. TP_AZURE, or off */
+#define NGX_HTTP_TRUEPORT_OFF           TP_PROVIDERS
+
+#define NGX_HTTP_TRUEPORT_HASH_LEN      32          /* SHA-256 */
+
+
+/* how the key of a request was found, for $trueport_cache_status */
+#define NGX_HTTP_TRUEPORT_CACHE_MISS    1           /* asked the sidecar */
+#define NGX_HTTP_TRUEPORT_CACHE_HIT     2
+#define NGX_HTTP_TRUEPORT_CACHE_REFRESH 3           /* hit, refreshing */
+#define NGX_HTTP_TRUEPORT_CACHE_STALE   4           /* sidecar unreachable */
 
 
 /* what the sidecar did on the last call a worker made to it */
@@ -27,9 +43,10 @@ typedef struct {
 
 
 /*
- * Lives in the shared zone and outlives reloads.  The rbtree is keyed by
- * ngx_rbtree_key_t and the LRU queue has the most recently used entry at
- * its head; the key cache owns the node layout and keeps "entries" right.
+ * Lives in the shared zone and outlives reloads.  Two rbtrees with their
+ * LRU queues (most recently used at the head): the key cache, keyed by
+ * the SHA-256 of the key and the provider, and the rate limiter, keyed by
+ * the key id.  Each owns its node layout and keeps its counter right.
  */
 
 typedef struct {
@@ -39,6 +56,11 @@ typedef struct {
     time_t                             created;
     ngx_uint_t                         entries;
     ngx_http_trueport_sidecar_state_t  sidecar;
+
+    ngx_rbtree_t                       rl_rbtree;
+    ngx_rbtree_node_t                  rl_sentinel;
+    ngx_queue_t                        rl_queue;
+    ngx_uint_t                         rl_entries;
 } ngx_http_trueport_shctx_t;
 
 
@@ -65,29 +87,139 @@ typedef struct {
 
 typedef struct {
     ngx_shm_zone_t              *shm_zone;
+
+    ngx_msec_t                   cache_refresh;
+    ngx_msec_t                   cache_valid;
+    ngx_msec_t                   cache_stale;
+    ngx_msec_t                   cache_negative;
+
+    ngx_int_t                    request_id_index;
+
     unsigned                     health:1;
+    unsigned                     gateway:1;
 } ngx_http_trueport_main_conf_t;
 
 
 typedef struct {
     ngx_flag_t                   health;
+
+    ngx_uint_t                   provider;       /* NGX_HTTP_TRUEPORT_OFF */
+    ngx_str_t                    resolve;        /* "": off */
+    ngx_str_t                    upstream;       /* "": the provider's */
+    ngx_http_complex_value_t    *upstream_key;   /* NULL: none */
 } ngx_http_trueport_loc_conf_t;
 
+
+/* a key as the cache knows it, copied to the request */
+
+typedef struct {
+    ngx_uint_t                   status;         /* TP_KEY_* */
+    ngx_uint_t                   rpm;
+    time_t                       expires_at;     /* 0: never */
+    uint64_t                     policy_revision;
+    u_char                       key_id[TP_UUID_LEN];
+    u_char                       tenant_id[TP_UUID_LEN];
+    ngx_str_t                    env;
+    ngx_str_t                    credential;     /* the tenant's own */
+    ngx_str_t                    endpoint;       /* the tenant's own */
+} ngx_http_trueport_key_t;
+
+
+typedef struct {
+    ngx_uint_t                   provider;
+    u_char                       hash[NGX_HTTP_TRUEPORT_HASH_LEN];
+
+    /* the synchronous lookup: ngx_http_trueport_resolve_done() */
+    ngx_http_request_t          *subrequest;
+    ngx_uint_t                   sr_status;
+    ngx_str_t                    sr_answer;
+
+    ngx_http_trueport_key_t      key;
+    ngx_msec_t                   age;            /* of the cached answer */
+    ngx_uint_t                   cache_status;
+
+    /* the route and what goes upstream */
+    ngx_str_t                    args;           /* without "key=" */
+    ngx_str_t                    upstream_url;
+    ngx_str_t                    credential;
+
+    /* the limiter's figures for the x-ratelimit-* headers */
+    ngx_uint_t                   rl_limit;
+    ngx_uint_t                   rl_remaining;
+    ngx_msec_t                   rl_reset;       /* until the bucket is full */
+    ngx_msec_t                   rl_retry;       /* until one is admitted */
+
+    unsigned                     waiting:1;      /* subrequest in flight */
+    unsigned                     have_stale:1;   /* ctx->key usable stale */
+    unsigned                     rl:1;           /* rl_* are set */
+    unsigned                     passed:1;       /* the checks passed */
+} ngx_http_trueport_ctx_t;
+
+
+/* ngx_http_trueport_module.c */
 
 ngx_int_t ngx_http_trueport_add_header(ngx_http_request_t *r, ngx_str_t *key,
     ngx_str_t *value);
 ngx_int_t ngx_http_trueport_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *json);
 
+/* ngx_http_trueport_zone.c */
+
 char *ngx_http_trueport_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 void ngx_http_trueport_zone_stats(ngx_shm_zone_t *shm_zone,
     ngx_http_trueport_zone_stats_t *st);
 void ngx_http_trueport_sidecar_report(ngx_shm_zone_t *shm_zone,
     ngx_uint_t status);
+void *ngx_http_trueport_zone_alloc_locked(ngx_http_trueport_main_conf_t *tmcf,
+    size_t size, ngx_uint_t limiter);
+
+/* ngx_http_trueport_health.c */
 
 char *ngx_http_trueport_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_trueport_health_handler(ngx_http_request_t *r);
+
+/* ngx_http_trueport_keycache.c */
+
+char *ngx_http_trueport_resolve_location(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_trueport_keycache_lookup(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx, ngx_str_t *key);
+ngx_int_t ngx_http_trueport_keycache_answer(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx);
+ngx_uint_t ngx_http_trueport_keycache_expire_locked(
+    ngx_http_trueport_main_conf_t *tmcf, ngx_uint_t force);
+void ngx_http_trueport_keycache_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+
+/* ngx_http_trueport_ratelimit.c */
+
+ngx_int_t ngx_http_trueport_ratelimit(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx);
+ngx_uint_t ngx_http_trueport_ratelimit_expire_locked(
+    ngx_http_trueport_main_conf_t *tmcf, ngx_uint_t force);
+void ngx_http_trueport_ratelimit_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+u_char *ngx_http_trueport_duration(u_char *p, ngx_msec_t ms);
+
+/* ngx_http_trueport_access.c */
+
+ngx_int_t ngx_http_trueport_access_handler(ngx_http_request_t *r);
+
+/* ngx_http_trueport_upstream.c */
+
+char *ngx_http_trueport_gateway(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_trueport_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_trueport_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_trueport_upstream_route(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx);
+extern ngx_str_t  ngx_http_trueport_provider_names[];
+
+/* ngx_http_trueport_filter.c */
+
+ngx_int_t ngx_http_trueport_filter_init(ngx_conf_t *cf);
 
 
 extern ngx_module_t  ngx_http_trueport_module;

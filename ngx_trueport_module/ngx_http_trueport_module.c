@@ -10,7 +10,9 @@
 #include "ngx_http_trueport.h"
 
 
+static ngx_int_t ngx_http_trueport_preconfiguration(ngx_conf_t *cf);
 static void *ngx_http_trueport_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_trueport_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_trueport_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_trueport_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -33,16 +35,72 @@ static ngx_command_t  ngx_http_trueport_commands[] = {
       0,
       NULL },
 
+    { ngx_string("trueport_gateway"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_trueport_gateway,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("trueport_resolve_location"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_trueport_resolve_location,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("trueport_upstream"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_trueport_upstream,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("trueport_upstream_key"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_trueport_loc_conf_t, upstream_key),
+      NULL },
+
+    { ngx_string("trueport_cache_refresh"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_trueport_main_conf_t, cache_refresh),
+      NULL },
+
+    { ngx_string("trueport_cache_valid"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_trueport_main_conf_t, cache_valid),
+      NULL },
+
+    { ngx_string("trueport_cache_stale"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_trueport_main_conf_t, cache_stale),
+      NULL },
+
+    { ngx_string("trueport_cache_negative"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_trueport_main_conf_t, cache_negative),
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_trueport_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_trueport_preconfiguration,    /* preconfiguration */
     ngx_http_trueport_init,                /* postconfiguration */
 
     ngx_http_trueport_create_main_conf,    /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_trueport_init_main_conf,      /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -68,6 +126,13 @@ ngx_module_t  ngx_http_trueport_module = {
 };
 
 
+static ngx_int_t
+ngx_http_trueport_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_trueport_add_variables(cf);
+}
+
+
 static void *
 ngx_http_trueport_create_main_conf(ngx_conf_t *cf)
 {
@@ -83,9 +148,52 @@ ngx_http_trueport_create_main_conf(ngx_conf_t *cf)
      *
      *     tmcf->shm_zone = NULL;
      *     tmcf->health = 0;
+     *     tmcf->gateway = 0;
      */
 
+    tmcf->cache_refresh = NGX_CONF_UNSET_MSEC;
+    tmcf->cache_valid = NGX_CONF_UNSET_MSEC;
+    tmcf->cache_stale = NGX_CONF_UNSET_MSEC;
+    tmcf->cache_negative = NGX_CONF_UNSET_MSEC;
+    tmcf->request_id_index = NGX_ERROR;
+
     return tmcf;
+}
+
+
+static char *
+ngx_http_trueport_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_trueport_main_conf_t *tmcf = conf;
+
+    /*
+     * A revoked key must be refused within a second: a hit older than
+     * "valid" waits for the sidecar, one older than "refresh" is served
+     * while a background subrequest asks again.
+     */
+
+    ngx_conf_init_msec_value(tmcf->cache_refresh, 500);
+    ngx_conf_init_msec_value(tmcf->cache_valid, 1000);
+    ngx_conf_init_msec_value(tmcf->cache_stale, 300000);
+    ngx_conf_init_msec_value(tmcf->cache_negative, 5000);
+
+    if (tmcf->cache_valid == 0) {
+        return "\"trueport_cache_valid\" must be more than 0";
+    }
+
+    if (tmcf->cache_refresh >= tmcf->cache_valid) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"trueport_cache_refresh\" %M is not below "
+                           "\"trueport_cache_valid\" %M: cached keys are "
+                           "never refreshed in the background",
+                           tmcf->cache_refresh, tmcf->cache_valid);
+    }
+
+    if (tmcf->cache_stale < tmcf->cache_valid) {
+        tmcf->cache_stale = tmcf->cache_valid;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -99,7 +207,16 @@ ngx_http_trueport_create_loc_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->resolve = { 0, NULL };
+     *     conf->upstream = { 0, NULL };
+     */
+
     conf->health = NGX_CONF_UNSET;
+    conf->provider = NGX_CONF_UNSET_UINT;
+    conf->upstream_key = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -112,6 +229,25 @@ ngx_http_trueport_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_trueport_loc_conf_t *conf = child;
 
     ngx_conf_merge_value(conf->health, prev->health, 0);
+    ngx_conf_merge_uint_value(conf->provider, prev->provider,
+                              NGX_HTTP_TRUEPORT_OFF);
+
+    if (conf->resolve.data == NULL) {
+        conf->resolve = prev->resolve;
+    }
+
+    if (conf->upstream.data == NULL) {
+        conf->upstream = prev->upstream;
+    }
+
+    ngx_conf_merge_ptr_value(conf->upstream_key, prev->upstream_key, NULL);
+
+    if (conf->provider != NGX_HTTP_TRUEPORT_OFF && conf->resolve.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"trueport_gateway\" requires "
+                           "\"trueport_resolve_location\"");
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -120,6 +256,7 @@ ngx_http_trueport_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static ngx_int_t
 ngx_http_trueport_init(ngx_conf_t *cf)
 {
+    ngx_str_t                       name;
     ngx_http_handler_pt            *h;
     ngx_http_core_main_conf_t      *cmcf;
     ngx_http_trueport_main_conf_t  *tmcf;
@@ -128,20 +265,42 @@ ngx_http_trueport_init(ngx_conf_t *cf)
 
     /* an http{} block that does not use the module pays nothing for it */
 
-    if (!tmcf->health) {
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    if (tmcf->health) {
+        h = ngx_array_push(&cmcf->phases[NGX_HTTP_CONTENT_PHASE].handlers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = ngx_http_trueport_health_handler;
+    }
+
+    if (!tmcf->gateway) {
         return NGX_OK;
     }
 
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    if (tmcf->shm_zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"trueport_gateway\" requires \"trueport_zone\"");
+        return NGX_ERROR;
+    }
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_CONTENT_PHASE].handlers);
+    ngx_str_set(&name, "request_id");
+
+    tmcf->request_id_index = ngx_http_get_variable_index(cf, &name);
+    if (tmcf->request_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    *h = ngx_http_trueport_health_handler;
+    *h = ngx_http_trueport_access_handler;
 
-    return NGX_OK;
+    return ngx_http_trueport_filter_init(cf);
 }
 
 

@@ -13,6 +13,7 @@
 #define NGX_HTTP_TRUEPORT_ZONE_MIN_PAGES  8
 
 
+
 static ngx_int_t ngx_http_trueport_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
@@ -113,7 +114,7 @@ ngx_http_trueport_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         zone->sh = ozone->sh;
         zone->shpool = ozone->shpool;
 
-        return NGX_OK;
+        goto insert;
     }
 
     zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
@@ -121,7 +122,7 @@ ngx_http_trueport_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (shm_zone->shm.exists) {
         zone->sh = zone->shpool->data;
 
-        return NGX_OK;
+        goto insert;
     }
 
     zone->sh = ngx_slab_calloc(zone->shpool,
@@ -133,9 +134,14 @@ ngx_http_trueport_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     zone->shpool->data = zone->sh;
 
     ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
-                    ngx_rbtree_insert_value);
+                    ngx_http_trueport_keycache_rbtree_insert_value);
 
     ngx_queue_init(&zone->sh->queue);
+
+    ngx_rbtree_init(&zone->sh->rl_rbtree, &zone->sh->rl_sentinel,
+                    ngx_http_trueport_ratelimit_rbtree_insert_value);
+
+    ngx_queue_init(&zone->sh->rl_queue);
 
     zone->sh->created = ngx_time();
 
@@ -152,6 +158,19 @@ ngx_http_trueport_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* the users of the zone evict and log themselves when it is full */
 
     zone->shpool->log_nomem = 0;
+
+    return NGX_OK;
+
+insert:
+
+    /*
+     * the trees keep a pointer to their insert function, and a module
+     * loaded again on reload need not be mapped where it was before
+     */
+
+    zone->sh->rbtree.insert = ngx_http_trueport_keycache_rbtree_insert_value;
+    zone->sh->rl_rbtree.insert =
+                             ngx_http_trueport_ratelimit_rbtree_insert_value;
 
     return NGX_OK;
 }
@@ -203,4 +222,72 @@ ngx_http_trueport_sidecar_report(ngx_shm_zone_t *shm_zone, ngx_uint_t status)
                             && status < NGX_HTTP_INTERNAL_SERVER_ERROR);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/*
+ * Allocation for the key cache and the limiter, which share the zone.
+ * When the slab is full, entries nobody may use any more go first (the
+ * expired ones at the tails of the LRU queues), then the least recently
+ * used, one at a time, of the same kind first: slab pages are kept per
+ * size class, and a chunk of another class set free need not help.
+ */
+
+void *
+ngx_http_trueport_zone_alloc_locked(ngx_http_trueport_main_conf_t *tmcf,
+    size_t size, ngx_uint_t limiter)
+{
+    void                      *p;
+    ngx_uint_t                 freed;
+    ngx_http_trueport_zone_t  *zone;
+
+    zone = tmcf->shm_zone->data;
+
+    p = ngx_slab_alloc_locked(zone->shpool, size);
+    if (p) {
+        return p;
+    }
+
+    freed = ngx_http_trueport_keycache_expire_locked(tmcf, 0)
+            + ngx_http_trueport_ratelimit_expire_locked(tmcf, 0);
+
+    if (freed) {
+        p = ngx_slab_alloc_locked(zone->shpool, size);
+        if (p) {
+            return p;
+        }
+    }
+
+    for ( ;; ) {
+
+        if (limiter) {
+            freed = ngx_http_trueport_ratelimit_expire_locked(tmcf, 1);
+
+            if (freed == 0) {
+                freed = ngx_http_trueport_keycache_expire_locked(tmcf, 1);
+            }
+
+        } else {
+            freed = ngx_http_trueport_keycache_expire_locked(tmcf, 1);
+
+            if (freed == 0) {
+                freed = ngx_http_trueport_ratelimit_expire_locked(tmcf, 1);
+            }
+        }
+
+        if (freed == 0) {
+            break;
+        }
+
+        p = ngx_slab_alloc_locked(zone->shpool, size);
+        if (p) {
+            return p;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                  "trueport: could not allocate %uz bytes, nothing left "
+                  "to free%s", size, zone->shpool->log_ctx);
+
+    return NULL;
 }

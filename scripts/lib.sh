@@ -43,6 +43,7 @@ http {
     sendfile on;
     keepalive_timeout 65;
     include $confdir/sidecar-upstream.conf;
+    include $confdir/providers-upstream.conf;
     include $confdir/trueport.conf;
 }
 CONF

@@ -1,14 +1,28 @@
 #!/usr/bin/perl
-# Render conf.d/trueport.conf and conf.d/sidecar-upstream.conf into OUTDIR
-# with addresses taken from the environment:
+# Render conf.d/trueport.conf, sidecar-upstream.conf, trueport-proxy.conf
+# and providers-upstream.conf into OUTDIR with settings taken from the
+# environment:
 #
 #   TRUEPORT_HTTP_LISTEN          listen address   (127.0.0.1:8080)
 #   TRUEPORT_SIDECAR_ADDR         sidecar server   (127.0.0.1:8081)
+#   TRUEPORT_INTERNAL_TOKEN       the sidecar's token for /internal/ (needed)
 #   TRUEPORT_OPENAI_UPSTREAM      replaces https://api.openai.com/v1
 #   TRUEPORT_ANTHROPIC_UPSTREAM   replaces https://api.anthropic.com/v1
 #   TRUEPORT_GOOGLE_UPSTREAM      replaces
 #       https://generativelanguage.googleapis.com/v1beta
-#   TRUEPORT_AZURE_UPSTREAM       replaces https://<resource>.openai.azure.com
+#   TRUEPORT_AZURE_UPSTREAM       replaces https://{resource}.openai.azure.com
+#       (a base to which /openai/deployments/{deployment}/{path} is added;
+#       it may keep "{resource}" to put the route's resource in it)
+#   TRUEPORT_{OPENAI,ANTHROPIC,GOOGLE,AZURE}_API_KEY
+#                                 the route's default provider credential
+#   TRUEPORT_RESOLVER             name server for Azure's hosts (default:
+#                                 the first one in /etc/resolv.conf)
+#
+# trueport.conf's includes of trueport-proxy.conf become absolute paths
+# into OUTDIR.  An
+# upstream{} block of providers-upstream.conf is left out when its
+# provider's upstream is overridden or its host does not resolve now
+# (nginx would refuse to start); requests then use the resolver.
 #
 # usage: scripts/render-conf.pl OUTDIR
 
@@ -42,15 +56,35 @@ sub setting {
 
 my $listen  = setting('TRUEPORT_HTTP_LISTEN', '127.0.0.1:8080');
 my $sidecar = setting('TRUEPORT_SIDECAR_ADDR', '127.0.0.1:8081');
+my $token   = setting('TRUEPORT_INTERNAL_TOKEN', undef)
+    // die "$0: TRUEPORT_INTERNAL_TOKEN is not set (the sidecar's token for"
+         . " /internal/)\n";
 
 my @providers = (
-    [ 'TRUEPORT_OPENAI_UPSTREAM',    qr{https://api\.openai\.com/v1\b} ],
-    [ 'TRUEPORT_ANTHROPIC_UPSTREAM', qr{https://api\.anthropic\.com/v1\b} ],
+    [ 'TRUEPORT_OPENAI_UPSTREAM',    qr{https://api\.openai\.com/v1\b},
+      'openai', 'api.openai.com' ],
+    [ 'TRUEPORT_ANTHROPIC_UPSTREAM', qr{https://api\.anthropic\.com/v1\b},
+      'anthropic', 'api.anthropic.com' ],
     [ 'TRUEPORT_GOOGLE_UPSTREAM',
-      qr{https://generativelanguage\.googleapis\.com/v1beta\b} ],
+      qr{https://generativelanguage\.googleapis\.com/v1beta\b},
+      'google', 'generativelanguage.googleapis.com' ],
     [ 'TRUEPORT_AZURE_UPSTREAM',
-      qr{https://[^/\s;'"]+\.openai\.azure\.com\b} ],
+      qr{https://[^/\s;'"]+\.openai\.azure\.com\b}, 'azure', undef ],
 );
+
+sub resolver {
+    my $r = setting('TRUEPORT_RESOLVER', undef);
+    return $r if defined $r;
+    if (open my $fh, '<', '/etc/resolv.conf') {
+        while (my $line = <$fh>) {
+            next unless $line =~ /^\s*nameserver\s+(\S+)/;
+            my $ns = $1;
+            $ns =~ s/%.*//;
+            return $ns =~ /:/ ? "[$ns]" : $ns;
+        }
+    }
+    return '127.0.0.1';
+}
 
 sub render {
     my ($file, $edit) = @_;
@@ -81,9 +115,42 @@ make_path($outdir);
 render('trueport.conf', sub {
     s/^(\s*listen\s+)[^\s;]+/$1$listen/mg
         or die "$0: no listen directive in trueport.conf\n";
+
+    s/\@TRUEPORT_INTERNAL_TOKEN\@/$token/g
+        or die "$0: no internal token placeholder in trueport.conf\n";
+
+    my $ns = resolver();
+    s/^(\s*resolver\s+)[^\s;]+/$1$ns/mg;
+
+    my $abs = File::Spec->rel2abs($outdir);
+    s/^(\s*include\s+)(trueport-proxy\.conf;)/$1$abs\/$2/mg;
+
+    for my $p (@providers) {
+        my $key = setting(uc("TRUEPORT_$p->[2]_API_KEY"), undef) // next;
+        s/^(\s*)(trueport_gateway\s+$p->[2];\n)/$1$2$1trueport_upstream_key $key;\n/m;
+    }
 });
 
 render('sidecar-upstream.conf', sub {
     s/^(\s*server\s+)[^\s;{]+/$1$sidecar/mg
         or die "$0: no server in sidecar-upstream.conf\n";
+});
+
+render('trueport-proxy.conf', sub {});
+
+render('providers-upstream.conf', sub {
+    for my $p (@providers) {
+        my $host = $p->[3] // next;
+
+        if (defined setting($p->[0], undef)) {
+            # the route goes elsewhere: no need for the provider's host
+        } elsif (!gethostbyname($host)) {
+            warn "$0: leaving out upstream $host: it does not resolve\n";
+        } else {
+            next;
+        }
+
+        s/^upstream \Q$host\E \{.*?^\}\n\n?//ms
+            or die "$0: no upstream $host in providers-upstream.conf\n";
+    }
 });

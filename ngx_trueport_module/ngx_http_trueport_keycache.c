@@ -1,0 +1,834 @@
+
+/*
+ * Copyright (C) TruePort
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <openssl/sha.h>
+#include "ngx_http_trueport.h"
+
+
+/* a refresh whose request was torn down never reports back */
+#define NGX_HTTP_TRUEPORT_REFRESH_TIMEOUT  10000
+
+/* entries freed under the mutex for one allocation at most */
+#define NGX_HTTP_TRUEPORT_EXPIRE_MAX       16
+
+
+typedef struct {
+    u_char                       color;
+    u_char                       status;          /* TP_KEY_* */
+    u_char                       provider;
+    u_char                       refreshing;
+    u_short                      env_len;
+    u_short                      credential_len;
+    u_short                      endpoint_len;
+    u_short                      size;            /* of data[] */
+    ngx_queue_t                  queue;
+    ngx_msec_t                   fetched;
+    ngx_msec_t                   refresh_start;
+    time_t                       expires_at;
+    ngx_uint_t                   rpm;
+    uint64_t                     policy_revision;
+    u_char                       hash[NGX_HTTP_TRUEPORT_HASH_LEN];
+    u_char                       key_id[TP_UUID_LEN];
+    u_char                       tenant_id[TP_UUID_LEN];
+    u_char                       data[1];         /* env credential endpoint */
+} ngx_http_trueport_key_node_t;
+
+
+typedef struct {
+    u_char                       hash[NGX_HTTP_TRUEPORT_HASH_LEN];
+    ngx_uint_t                   provider;
+    ngx_uint_t                   done;
+} ngx_http_trueport_refresh_t;
+
+
+static ngx_http_trueport_key_node_t *ngx_http_trueport_keycache_find_locked(
+    ngx_http_trueport_shctx_t *sh, u_char *hash, ngx_uint_t provider);
+static ngx_int_t ngx_http_trueport_keycache_copy(ngx_http_request_t *r,
+    ngx_http_trueport_key_node_t *kn, ngx_http_trueport_key_t *key);
+static ngx_int_t ngx_http_trueport_keycache_store(
+    ngx_http_trueport_main_conf_t *tmcf, u_char *hash, ngx_uint_t provider,
+    tp_resolve_t *answer);
+static void ngx_http_trueport_keycache_unflag(
+    ngx_http_trueport_main_conf_t *tmcf, u_char *hash, ngx_uint_t provider);
+static ngx_int_t ngx_http_trueport_keycache_subrequest(ngx_http_request_t *r,
+    u_char *hash, ngx_uint_t provider, ngx_http_post_subrequest_t *ps,
+    ngx_uint_t flags, ngx_http_request_t **psr);
+static ngx_int_t ngx_http_trueport_keycache_refresh(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx);
+static ngx_int_t ngx_http_trueport_resolve_done(ngx_http_request_t *r,
+    void *data, ngx_int_t rc);
+static ngx_int_t ngx_http_trueport_refresh_done(ngx_http_request_t *r,
+    void *data, ngx_int_t rc);
+static ngx_uint_t ngx_http_trueport_answer_of(ngx_http_request_t *sr,
+    ngx_int_t rc, ngx_str_t *answer);
+
+
+char *
+ngx_http_trueport_resolve_location(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_trueport_loc_conf_t *tlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (tlcf->resolve.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        tlcf->resolve.len = 0;
+        tlcf->resolve.data = (u_char *) "";
+
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid location \"%V\", a URI is expected",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->resolve = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Finds the key of the request in the cache.  NGX_OK: ctx->key holds the
+ * answer to go by; NGX_AGAIN: a subrequest asks the sidecar and
+ * ngx_http_trueport_keycache_answer() takes over once it is done.
+ */
+
+ngx_int_t
+ngx_http_trueport_keycache_lookup(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx, ngx_str_t *key)
+{
+    ngx_int_t                       rc;
+    ngx_msec_t                      now, limit;
+    ngx_msec_int_t                  age;
+    ngx_uint_t                      fresh, stale, refresh, claim, flags;
+    ngx_http_request_t             *sr;
+    ngx_http_post_subrequest_t     *ps;
+    ngx_http_trueport_zone_t       *zone;
+    ngx_http_trueport_key_node_t   *kn;
+    ngx_http_trueport_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_trueport_module);
+    zone = tmcf->shm_zone->data;
+
+    SHA256(key->data, key->len, ctx->hash);
+
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    kn = ngx_http_trueport_keycache_find_locked(zone->sh, ctx->hash,
+                                                ctx->provider);
+    if (kn == NULL) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        goto miss;
+    }
+
+    ngx_queue_remove(&kn->queue);
+    ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
+
+    age = (ngx_msec_int_t) (now - kn->fetched);
+    if (age < 0) {
+        age = 0;
+    }
+
+    if (ngx_http_trueport_keycache_copy(r, kn, &ctx->key) != NGX_OK) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    if (kn->status == TP_KEY_UNKNOWN) {
+        limit = tmcf->cache_negative;
+        refresh = 0;
+
+    } else {
+        limit = tmcf->cache_valid;
+        refresh = ((ngx_msec_t) age >= tmcf->cache_refresh);
+    }
+
+    fresh = ((ngx_msec_t) age < limit);
+    stale = 0;
+
+    if (!fresh && (ngx_msec_t) age < tmcf->cache_stale
+        && zone->sh->sidecar.at != 0 && !zone->sh->sidecar.ok
+        && ngx_time() - zone->sh->sidecar.at <= 1)
+    {
+        /*
+         * the sidecar has just failed: rather than making every request
+         * wait for it, go by the cached answer and probe in the background
+         */
+
+        stale = 1;
+        refresh = 1;
+    }
+
+    claim = 0;
+
+    if ((fresh || stale) && refresh
+        && (!kn->refreshing
+            || now - kn->refresh_start >= NGX_HTTP_TRUEPORT_REFRESH_TIMEOUT))
+    {
+        kn->refreshing = 1;
+        kn->refresh_start = now;
+        claim = 1;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ctx->age = age;
+
+    if (fresh || stale) {
+
+        if (stale) {
+            ctx->cache_status = NGX_HTTP_TRUEPORT_CACHE_STALE;
+
+        } else if (claim) {
+            ctx->cache_status = NGX_HTTP_TRUEPORT_CACHE_REFRESH;
+
+        } else {
+            ctx->cache_status = NGX_HTTP_TRUEPORT_CACHE_HIT;
+        }
+
+        if (claim) {
+            rc = ngx_http_trueport_keycache_refresh(r, ctx);
+
+            if (rc != NGX_OK) {
+                ngx_http_trueport_keycache_unflag(tmcf, ctx->hash,
+                                                  ctx->provider);
+                return NGX_ERROR;
+            }
+        }
+
+        return NGX_OK;
+    }
+
+    /* too old to go by without asking; still good if the sidecar fails */
+
+    ctx->have_stale = ((ngx_msec_t) age < tmcf->cache_stale);
+
+miss:
+
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    if (ps == NULL) {
+        return NGX_ERROR;
+    }
+
+    ps->handler = ngx_http_trueport_resolve_done;
+    ps->data = ctx;
+
+    flags = NGX_HTTP_SUBREQUEST_IN_MEMORY|NGX_HTTP_SUBREQUEST_WAITED;
+
+    if (ngx_http_trueport_keycache_subrequest(r, ctx->hash, ctx->provider, ps,
+                                              flags, &sr)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->subrequest = sr;
+    ctx->waiting = 1;
+    ctx->cache_status = NGX_HTTP_TRUEPORT_CACHE_MISS;
+
+    return NGX_AGAIN;
+}
+
+
+/*
+ * The synchronous lookup is done.  NGX_OK: ctx->key holds the answer (or
+ * the cached one, too old to be used without asking, when the sidecar
+ * failed); NGX_HTTP_SERVICE_UNAVAILABLE: there is nothing to go by.
+ */
+
+ngx_int_t
+ngx_http_trueport_keycache_answer(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx)
+{
+    char                            err[128];
+    ngx_uint_t                      level;
+    tp_resolve_t                   *answer;
+    ngx_http_trueport_key_t        *key;
+    ngx_http_trueport_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_trueport_module);
+
+    ngx_http_trueport_sidecar_report(tmcf->shm_zone, ctx->sr_status);
+
+    if (ctx->sr_status != NGX_HTTP_OK) {
+        level = ctx->have_stale ? NGX_LOG_WARN : NGX_LOG_ERR;
+
+        ngx_log_error(level, r->connection->log, 0,
+                      "trueport: key lookup \"%V?%V\" failed with status %ui",
+                      &ctx->subrequest->uri, &ctx->subrequest->args,
+                      ctx->sr_status);
+        goto failed;
+    }
+
+    answer = ngx_palloc(r->pool, sizeof(tp_resolve_t));
+    if (answer == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (tp_resolve_parse(ctx->sr_answer.data, ctx->sr_answer.len, answer,
+                         err, sizeof(err))
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "trueport: invalid key lookup answer: %s", err);
+        goto failed;
+    }
+
+    /* a full zone is logged by the allocator; the request goes on */
+
+    (void) ngx_http_trueport_keycache_store(tmcf, ctx->hash, ctx->provider,
+                                            answer);
+
+    key = &ctx->key;
+
+    key->status = answer->status;
+    key->rpm = answer->rpm;
+    key->expires_at = (time_t) answer->expires_at;
+    key->policy_revision = answer->policy_revision;
+
+    ngx_memcpy(key->key_id, answer->key_id, TP_UUID_LEN);
+    ngx_memcpy(key->tenant_id, answer->tenant_id, TP_UUID_LEN);
+
+    key->env.len = answer->env_len;
+    key->env.data = (u_char *) answer->env;
+    key->credential.len = answer->credential_len;
+    key->credential.data = (u_char *) answer->credential;
+    key->endpoint.len = answer->endpoint_len;
+    key->endpoint.data = (u_char *) answer->endpoint;
+
+    ctx->age = 0;
+
+    return NGX_OK;
+
+failed:
+
+    if (ctx->have_stale) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "trueport: the sidecar is unavailable, going by a "
+                      "cached answer %M ms old", ctx->age);
+
+        ctx->cache_status = NGX_HTTP_TRUEPORT_CACHE_STALE;
+
+        return NGX_OK;
+    }
+
+    return NGX_HTTP_SERVICE_UNAVAILABLE;
+}
+
+
+static ngx_int_t
+ngx_http_trueport_keycache_refresh(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx)
+{
+    ngx_uint_t                    flags;
+    ngx_http_request_t           *sr;
+    ngx_http_post_subrequest_t   *ps;
+    ngx_http_trueport_refresh_t  *rf;
+
+    /* the main request's pool lives as long as its subrequests do */
+
+    rf = ngx_palloc(r->pool, sizeof(ngx_http_trueport_refresh_t));
+    if (rf == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(rf->hash, ctx->hash, NGX_HTTP_TRUEPORT_HASH_LEN);
+    rf->provider = ctx->provider;
+    rf->done = 0;
+
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    if (ps == NULL) {
+        return NGX_ERROR;
+    }
+
+    ps->handler = ngx_http_trueport_refresh_done;
+    ps->data = rf;
+
+    flags = NGX_HTTP_SUBREQUEST_IN_MEMORY|NGX_HTTP_SUBREQUEST_BACKGROUND;
+
+    return ngx_http_trueport_keycache_subrequest(r, ctx->hash, ctx->provider,
+                                                 ps, flags, &sr);
+}
+
+
+static ngx_int_t
+ngx_http_trueport_keycache_subrequest(ngx_http_request_t *r, u_char *hash,
+    ngx_uint_t provider, ngx_http_post_subrequest_t *ps, ngx_uint_t flags,
+    ngx_http_request_t **psr)
+{
+    u_char                        *p;
+    ngx_str_t                      args, *name;
+    ngx_http_request_t            *sr;
+    ngx_http_trueport_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_trueport_module);
+
+    name = &ngx_http_trueport_provider_names[provider];
+
+    args.len = sizeof("hash=&provider=") - 1 + 2 * NGX_HTTP_TRUEPORT_HASH_LEN
+               + name->len;
+
+    args.data = ngx_pnalloc(r->pool, args.len);
+    if (args.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(args.data, "hash=", sizeof("hash=") - 1);
+    p = ngx_hex_dump(p, hash, NGX_HTTP_TRUEPORT_HASH_LEN);
+    p = ngx_cpymem(p, "&provider=", sizeof("&provider=") - 1);
+    ngx_memcpy(p, name->data, name->len);
+
+    if (ngx_http_subrequest(r, &tlcf->resolve, &args, &sr, ps, flags)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /*
+     * a fake request body, as auth_request has it: the lookup must
+     * neither read the client's body nor close a file already read
+     */
+
+    sr->request_body = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    if (sr->request_body == NULL) {
+        return NGX_ERROR;
+    }
+
+    *psr = sr;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_trueport_resolve_done(ngx_http_request_t *r, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_trueport_ctx_t  *ctx = data;
+
+    /* called again when the subrequest ends in a special response */
+
+    ctx->sr_status = ngx_http_trueport_answer_of(r, rc, &ctx->sr_answer);
+    ctx->waiting = 0;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "trueport key lookup done s:%ui", ctx->sr_status);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_trueport_refresh_done(ngx_http_request_t *r, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_trueport_refresh_t *rf = data;
+
+    char                            err[128];
+    ngx_str_t                       body;
+    ngx_uint_t                      status;
+    tp_resolve_t                    answer;
+    ngx_http_trueport_main_conf_t  *tmcf;
+
+    if (rf->done) {
+        return rc;
+    }
+
+    rf->done = 1;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_trueport_module);
+
+    status = ngx_http_trueport_answer_of(r, rc, &body);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "trueport key refresh done s:%ui", status);
+
+    ngx_http_trueport_sidecar_report(tmcf->shm_zone, status);
+
+    if (status != NGX_HTTP_OK) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "trueport: key refresh \"%V?%V\" failed with "
+                      "status %ui", &r->uri, &r->args, status);
+        goto failed;
+    }
+
+    if (tp_resolve_parse(body.data, body.len, &answer, err, sizeof(err))
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "trueport: invalid key lookup answer: %s", err);
+        goto failed;
+    }
+
+    if (ngx_http_trueport_keycache_store(tmcf, rf->hash, rf->provider,
+                                         &answer)
+        == NGX_OK)
+    {
+        return rc;
+    }
+
+failed:
+
+    /* the entry stays as it was, and the next hit tries again */
+
+    ngx_http_trueport_keycache_unflag(tmcf, rf->hash, rf->provider);
+
+    return rc;
+}
+
+
+static ngx_uint_t
+ngx_http_trueport_answer_of(ngx_http_request_t *sr, ngx_int_t rc,
+    ngx_str_t *answer)
+{
+    ngx_buf_t  *b;
+
+    answer->len = 0;
+    answer->data = NULL;
+
+    if (rc == NGX_ERROR) {
+        return 0;
+    }
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    if (sr->headers_out.status != NGX_HTTP_OK) {
+        return sr->headers_out.status;
+    }
+
+    if (sr->out == NULL || sr->out->buf == NULL) {
+        return NGX_HTTP_NO_CONTENT;
+    }
+
+    b = sr->out->buf;
+
+    answer->data = b->pos;
+    answer->len = b->last - b->pos;
+
+    return NGX_HTTP_OK;
+}
+
+
+static ngx_http_trueport_key_node_t *
+ngx_http_trueport_keycache_find_locked(ngx_http_trueport_shctx_t *sh,
+    u_char *hash, ngx_uint_t provider)
+{
+    ngx_int_t                      rc;
+    ngx_rbtree_key_t               k;
+    ngx_rbtree_node_t             *node, *sentinel;
+    ngx_http_trueport_key_node_t  *kn;
+
+    ngx_memcpy(&k, hash, sizeof(ngx_rbtree_key_t));
+    k ^= provider;
+
+    node = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (k < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (k > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        /* k == node->key */
+
+        kn = (ngx_http_trueport_key_node_t *) &node->color;
+
+        rc = ngx_memcmp(hash, kn->hash, NGX_HTTP_TRUEPORT_HASH_LEN);
+
+        if (rc == 0) {
+            rc = (ngx_int_t) provider - (ngx_int_t) kn->provider;
+        }
+
+        if (rc == 0) {
+            return kn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+void
+ngx_http_trueport_keycache_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_int_t                      rc;
+    ngx_rbtree_node_t            **p;
+    ngx_http_trueport_key_node_t  *kn, *knt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+
+            p = &temp->right;
+
+        } else { /* node->key == temp->key */
+
+            kn = (ngx_http_trueport_key_node_t *) &node->color;
+            knt = (ngx_http_trueport_key_node_t *) &temp->color;
+
+            rc = ngx_memcmp(kn->hash, knt->hash, NGX_HTTP_TRUEPORT_HASH_LEN);
+
+            if (rc == 0) {
+                rc = (ngx_int_t) kn->provider - (ngx_int_t) knt->provider;
+            }
+
+            p = (rc < 0) ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_int_t
+ngx_http_trueport_keycache_copy(ngx_http_request_t *r,
+    ngx_http_trueport_key_node_t *kn, ngx_http_trueport_key_t *key)
+{
+    u_char  *p;
+    size_t   len;
+
+    key->status = kn->status;
+    key->rpm = kn->rpm;
+    key->expires_at = kn->expires_at;
+    key->policy_revision = kn->policy_revision;
+
+    ngx_memcpy(key->key_id, kn->key_id, TP_UUID_LEN);
+    ngx_memcpy(key->tenant_id, kn->tenant_id, TP_UUID_LEN);
+
+    len = kn->env_len + kn->credential_len + kn->endpoint_len;
+
+    if (len == 0) {
+        ngx_str_null(&key->env);
+        ngx_str_null(&key->credential);
+        ngx_str_null(&key->endpoint);
+
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, kn->data, len);
+
+    key->env.data = p;
+    key->env.len = kn->env_len;
+    p += kn->env_len;
+
+    key->credential.data = p;
+    key->credential.len = kn->credential_len;
+    p += kn->credential_len;
+
+    key->endpoint.data = p;
+    key->endpoint.len = kn->endpoint_len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_trueport_keycache_store(ngx_http_trueport_main_conf_t *tmcf,
+    u_char *hash, ngx_uint_t provider, tp_resolve_t *answer)
+{
+    u_char                        *p;
+    size_t                         len, size;
+    ngx_rbtree_node_t             *node;
+    ngx_http_trueport_zone_t      *zone;
+    ngx_http_trueport_key_node_t  *kn;
+
+    zone = tmcf->shm_zone->data;
+
+    len = answer->env_len + answer->credential_len + answer->endpoint_len;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    kn = ngx_http_trueport_keycache_find_locked(zone->sh, hash, provider);
+
+    if (kn && kn->size < len) {
+        node = (ngx_rbtree_node_t *)
+                   ((u_char *) kn - offsetof(ngx_rbtree_node_t, color));
+
+        ngx_queue_remove(&kn->queue);
+        ngx_rbtree_delete(&zone->sh->rbtree, node);
+        ngx_slab_free_locked(zone->shpool, node);
+        zone->sh->entries--;
+
+        kn = NULL;
+    }
+
+    if (kn == NULL) {
+        size = offsetof(ngx_rbtree_node_t, color)
+               + offsetof(ngx_http_trueport_key_node_t, data)
+               + len;
+
+        node = ngx_http_trueport_zone_alloc_locked(tmcf, size, 0);
+        if (node == NULL) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(&node->key, hash, sizeof(ngx_rbtree_key_t));
+        node->key ^= provider;
+
+        kn = (ngx_http_trueport_key_node_t *) &node->color;
+
+        kn->size = (u_short) len;
+        kn->provider = (u_char) provider;
+        ngx_memcpy(kn->hash, hash, NGX_HTTP_TRUEPORT_HASH_LEN);
+
+        ngx_rbtree_insert(&zone->sh->rbtree, node);
+        zone->sh->entries++;
+
+    } else {
+        ngx_queue_remove(&kn->queue);
+    }
+
+    ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
+
+    kn->status = (u_char) answer->status;
+    kn->refreshing = 0;
+    kn->fetched = ngx_current_msec;
+    kn->refresh_start = 0;
+    kn->expires_at = (time_t) answer->expires_at;
+    kn->rpm = answer->rpm;
+    kn->policy_revision = answer->policy_revision;
+
+    ngx_memcpy(kn->key_id, answer->key_id, TP_UUID_LEN);
+    ngx_memcpy(kn->tenant_id, answer->tenant_id, TP_UUID_LEN);
+
+    kn->env_len = (u_short) answer->env_len;
+    kn->credential_len = (u_short) answer->credential_len;
+    kn->endpoint_len = (u_short) answer->endpoint_len;
+
+    p = ngx_cpymem(kn->data, answer->env, answer->env_len);
+    p = ngx_cpymem(p, answer->credential, answer->credential_len);
+    ngx_memcpy(p, answer->endpoint, answer->endpoint_len);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_trueport_keycache_unflag(ngx_http_trueport_main_conf_t *tmcf,
+    u_char *hash, ngx_uint_t provider)
+{
+    ngx_http_trueport_zone_t      *zone;
+    ngx_http_trueport_key_node_t  *kn;
+
+    zone = tmcf->shm_zone->data;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    kn = ngx_http_trueport_keycache_find_locked(zone->sh, hash, provider);
+
+    if (kn) {
+        kn->refreshing = 0;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/*
+ * force == 0 frees the entries at the tail of the LRU queue that are past
+ *            the stale limit, which nobody may go by any more;
+ * force == 1 frees the least recently used entry whatever its age, and
+ *            the expired ones behind it.
+ */
+
+ngx_uint_t
+ngx_http_trueport_keycache_expire_locked(ngx_http_trueport_main_conf_t *tmcf,
+    ngx_uint_t force)
+{
+    ngx_uint_t                     freed;
+    ngx_msec_t                     now;
+    ngx_queue_t                   *q;
+    ngx_msec_int_t                 age;
+    ngx_rbtree_node_t             *node;
+    ngx_http_trueport_zone_t      *zone;
+    ngx_http_trueport_key_node_t  *kn;
+
+    zone = tmcf->shm_zone->data;
+    now = ngx_current_msec;
+
+    for (freed = 0; freed < NGX_HTTP_TRUEPORT_EXPIRE_MAX; freed++) {
+
+        if (ngx_queue_empty(&zone->sh->queue)) {
+            break;
+        }
+
+        q = ngx_queue_last(&zone->sh->queue);
+
+        kn = ngx_queue_data(q, ngx_http_trueport_key_node_t, queue);
+
+        if (!force) {
+            age = (ngx_msec_int_t) (now - kn->fetched);
+
+            if (age >= 0 && (ngx_msec_t) age < tmcf->cache_stale) {
+                break;
+            }
+        }
+
+        force = 0;
+
+        ngx_queue_remove(q);
+
+        node = (ngx_rbtree_node_t *)
+                   ((u_char *) kn - offsetof(ngx_rbtree_node_t, color));
+
+        ngx_rbtree_delete(&zone->sh->rbtree, node);
+
+        ngx_slab_free_locked(zone->shpool, node);
+
+        zone->sh->entries--;
+    }
+
+    return freed;
+}
