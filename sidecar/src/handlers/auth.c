@@ -644,10 +644,11 @@ otp_issue(req_t *r, const char *uid, const char *email)
 }
 
 
-/* POST /global/auth/otp/request {email} -> 202, whoever asks; a known
- * address gets a code by mail */
-void
-h_auth_otp_request(req_t *r)
+/* The answer of otp/request and forgot-password: 202 whoever asks; a known
+ * address gets the code or token by mail (issue() sends it). */
+static void
+mail_if_known(req_t *r, int (*issue)(req_t *r, const char *uid,
+    const char *email), const char *said, long ttl)
 {
     static const char *const fields[] = { "email", NULL };
     char        email[EMAIL_MAX + 1];
@@ -663,14 +664,21 @@ h_auth_otp_request(req_t *r)
 
     res = dbq(r, "SELECT id FROM users WHERE email = $1", 1, email);
     if (res == NULL
-        || (PQntuples(res) == 1
-            && otp_issue(r, PQgetvalue(res, 0, 0), email) != 0))
+        || (PQntuples(res) == 1 && issue(r, PQgetvalue(res, 0, 0), email) != 0))
     {
         return;
     }
 
-    reply_sent(r, "if an account exists for this address, a sign-in code"
-                  " has been sent to it", OTP_TTL_S);
+    reply_sent(r, said, ttl);
+}
+
+
+/* POST /global/auth/otp/request {email} -> 202 */
+void
+h_auth_otp_request(req_t *r)
+{
+    mail_if_known(r, otp_issue, "if an account exists for this address, a"
+                  " sign-in code has been sent to it", OTP_TTL_S);
 }
 
 
@@ -815,33 +823,12 @@ reset_issue(req_t *r, const char *uid, const char *email)
 }
 
 
-/* POST /global/auth/forgot-password {email} -> 202, whoever asks; a known
- * address gets a reset token by mail */
+/* POST /global/auth/forgot-password {email} -> 202 */
 void
 h_auth_forgot_password(req_t *r)
 {
-    static const char *const fields[] = { "email", NULL };
-    char        email[EMAIL_MAX + 1];
-    PGresult   *res;
-    yajl_val    body;
-
-    if (req_json_body(r, &body) != 0
-        || org_only_fields(r, body, fields) != 0
-        || body_email(r, body, email) != 0)
-    {
-        return;
-    }
-
-    res = dbq(r, "SELECT id FROM users WHERE email = $1", 1, email);
-    if (res == NULL
-        || (PQntuples(res) == 1
-            && reset_issue(r, PQgetvalue(res, 0, 0), email) != 0))
-    {
-        return;
-    }
-
-    reply_sent(r, "if an account exists for this address, a password reset"
-                  " token has been sent to it", RESET_TTL_S);
+    mail_if_known(r, reset_issue, "if an account exists for this address, a"
+                  " password reset token has been sent to it", RESET_TTL_S);
 }
 
 
