@@ -15,16 +15,15 @@ package Test::TruePort;
 #   --- response_body: ok
 #
 # Per block, in this order:
-#   1. nginx is (re)started for the block's main_config, http_config and
+#   1. --- init runs (Perl, package main), while the previous block's nginx
+#      still runs: api() in init goes through the previous block's config;
+#   2. nginx is (re)started for the block's main_config, http_config and
 #      config (kept running when the rendered nginx.conf did not change);
-#   2. --- init runs (Perl, package main; may call api() through nginx);
-#   3. the config is rendered again, and nginx restarted if init changed
-#      what it renders to (an "eval" config section reading init's globals);
-#   4. every other section is filtered ("eval" sections run now, so they
-#      see init's globals, nginx and the sidecar);
-#   5. the requests, each checked against error_code, response_body,
+#   3. every other section is filtered ("eval" sections run now, so they
+#      see init's globals, this block's nginx and the sidecar);
+#   4. the requests, each checked against error_code, response_body,
 #      response_body_like, response_headers, response_headers_like;
-#   6. --- wait, then --- check (Perl; $main::res is the last response,
+#   5. --- wait, then --- check (Perl; $main::res is the last response,
 #      @main::responses all of them), then error_log / no_error_log over
 #      what nginx logged since the first request.
 #
@@ -121,15 +120,18 @@ my @PER_REQUEST = qw(request_body more_headers error_code response_body
 my $owner = $$;
 my $name = basename($0, '.t') =~ s/[^\w]/_/gr;
 my $own_tmp;
-my $base = $ENV{TP_WORK} // do {
+# (nothing on disk under perl -c: END, which cleans up, would not run)
+my $base = $ENV{TP_WORK} // ($^C ? '/nonexistent' : do {
     $own_tmp = File::Temp::tempdir('trueport-t-XXXXXX', TMPDIR => 1);
     chmod 0755, $own_tmp;   # nginx workers and postgres must get in
     $own_tmp;
-};
+});
 my $work = "$base/$name-$$";
-make_path("$work/conf", "$work/logs", "$work/html", "$work/tmp",
-          { mode => 0755 });
-chmod 0755, $work;
+if (!$^C) {
+    make_path("$work/conf", "$work/logs", "$work/html", "$work/tmp",
+              { mode => 0755 });
+    chmod 0755, $work;
+}
 
 my $port = free_port();
 my $workers = 2;
@@ -146,7 +148,8 @@ $ENV{TEST_NGINX_JWT_SECRET} = $JWT_SECRET;
 $ENV{TEST_NGINX_MOCK_PORT} //= free_port();
 $ENV{TEST_NGINX_SIDECAR_PORT} = free_port();
 
-# The harness filters each block itself, in two steps (see the top).
+# The harness filters each block's sections itself (_filtered, below), so
+# that eval sections run after init and after nginx is up.
 Test::Base::filters_delay();
 
 # Ctrl-C, a kill or a closed output pipe ("| head") must still stop nginx
@@ -438,6 +441,16 @@ sub _read_pid {
 }
 
 
+# The daemonized master is not our child: once it exits it stays a zombie
+# until init reaps it, which may take seconds, and kill 0 still succeeds.
+sub _alive {
+    my $pid = shift;
+    return 0 unless kill 0, $pid;
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    return (<$fh> // '') !~ /^\d+ \(.*\) Z/;
+}
+
+
 sub _stop_nginx {
     my $pid = $nginx_pid // _read_pid();
     undef $nginx_pid;
@@ -445,10 +458,10 @@ sub _stop_nginx {
     return unless $pid;
     if (kill 'QUIT', $pid) {
         my $deadline = time + 5;
-        sleep 0.02 while kill(0, $pid) && time < $deadline;
+        sleep 0.01 while _alive($pid) && time < $deadline;
         # the master and its workers share a process group
-        kill 'KILL', -$pid if kill 0, $pid;
-        sleep 0.02 while kill(0, $pid) && time < $deadline + 2;
+        kill 'KILL', -$pid if _alive($pid);
+        sleep 0.01 while _alive($pid) && time < $deadline + 2;
     }
     unlink "$work/logs/nginx.pid";
 }
@@ -477,7 +490,7 @@ sub _spawn_nginx {
 sub _ensure_nginx {
     my $text = shift;
     return undef if defined $nginx_conf_text && $nginx_conf_text eq $text
-                    && $nginx_pid && kill 0, $nginx_pid;
+                    && $nginx_pid && _alive($nginx_pid);
 
     _stop_nginx();
     open my $fh, '>', "$work/conf/nginx.conf" or die "harness: $!";
@@ -494,7 +507,7 @@ sub _ensure_nginx {
     # writes its pid just after. Without the pid nginx could not be stopped.
     my $deadline = time + 5;
     my $pid;
-    sleep 0.01 until ($pid = _read_pid()) && kill(0, $pid)
+    sleep 0.01 until ($pid = _read_pid()) && _alive($pid)
                      or time > $deadline;
     return "nginx wrote no pid file:\n" . _log_since($from) unless $pid;
     $nginx_pid = $pid;
@@ -688,8 +701,7 @@ sub _is_eval {
 # A section's value after its filters: Test::Base's (default norm and trim,
 # then the section's own), except that "eval" runs the code in package
 # main and dies on an error (Test::Base would return the error text as
-# the value). Several values come back as an array ref. Computed afresh on
-# each call: the config is rendered before and after --- init.
+# the value). Several values come back as an array ref.
 sub _filtered {
     my ($block, $type) = @_;
     return undef unless _has($block, $type);
@@ -718,6 +730,10 @@ sub _filtered {
     }
     return @value > 1 ? [@value] : $value[0];
 }
+
+
+# "3", "0.5", "10s"
+sub _seconds { defined $_[0] && $_[0] =~ /^\s*(\d+(?:\.\d+)?)/ ? $1 : undef }
 
 
 # The entry for request $i of a per-request section: an array gives one
@@ -809,6 +825,7 @@ sub _check_response {
 
     my $code = _pick($s->{error_code}, $i);
     $code = 200 unless defined $s->{error_code};
+    $code =~ s/^\s+|\s+$//g if defined $code;     # "--- error_code\n404\n"
     if (defined $code) {
         Test::More::is($res->{status}, $code, "$l - status code")
             or Test::More::diag("body: $res->{body}"
@@ -879,24 +896,21 @@ sub _run_block {
     my @unknown = grep { !$SECTIONS{$_} } @{ $block->_section_order };
     return _fail("$label - known sections", "unknown: @unknown") if @unknown;
 
-    # 1. nginx for this block's config, when that renders without init; a
-    # failure here is retried (and reported) after init
-    my $conf = do { local $SIG{__WARN__} = sub {}; eval { _nginx_conf($block) } };
-    _ensure_nginx($conf) if defined $conf;
-
-    # 2. init, 3. the config again (init may have set what it reads)
+    # 1. init, on the nginx still running from the block before (tests
+    # rely on that to set up state through the previous block's config)
     if (defined(my $init = $block->init)) {
         _eval_main(_code($label, 'init', $init));
         return _fail("$label - init", $@) if $@;
-        $conf = eval { _nginx_conf($block) };
     }
-    $conf //= eval { _nginx_conf($block) };
+
+    # 2. nginx for this block's config (which init may have shaped)
+    my $conf = eval { _nginx_conf($block) };
     return _fail("$label - config", $@) unless defined $conf;
     if (defined(my $err = _ensure_nginx($conf))) {
         return _fail("$label - nginx starts", $err);
     }
 
-    # 4. the other sections, now that init ran and nginx is up
+    # 3. the other sections, now that init ran and nginx is up
     my %s;
     for my $type (qw(request request_body more_headers error_code
                      response_body response_body_like response_headers
@@ -917,12 +931,12 @@ sub _run_block {
         _fail("$label - $type has " . @$v . " entries for "
               . @requests . " requests");
     }
-    my $timeout = ($s{timeout} // 10) =~ /^\s*([\d.]+)/ ? $1 : 10;
+    my $timeout = _seconds($s{timeout}) // 10;
     my $exact_body = _is_eval($block, 'request_body');
     my $log_off = -s "$work/logs/error.log" || 0;
     my @all;
 
-    # 5. the requests
+    # 4. the requests
     for my $i (0 .. $#requests) {
         my $l = @requests > 1 ? "$label - request $i" : $label;
         my ($method, $uri, $ver, $body, $headers) = eval {
@@ -941,8 +955,8 @@ sub _run_block {
         _check_response(\%s, $i, $l, $res, $timeout);
     }
 
-    # 6. wait, check, the log
-    sleep($s{wait}) if $s{wait};
+    # 5. wait, check, the log
+    sleep(_seconds($s{wait})) if _seconds($s{wait});
     if (defined(my $check = $block->check)) {
         no warnings 'once';
         $main::res = $all[-1];
