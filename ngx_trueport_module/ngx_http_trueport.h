@@ -14,6 +14,8 @@
 
 #include "trueport_gateway.h"
 #include "trueport_usage.h"
+#include "trueport_spool.h"
+#include "trueport_record.h"
 
 
 #define TRUEPORT_VERSION                "0.1.0"
@@ -95,6 +97,10 @@ typedef struct {
 
     ngx_int_t                    request_id_index;
 
+    ngx_str_t                    spool;          /* "": off; NUL-ended */
+    off_t                        spool_max_size;
+    time_t                       spool_max_age;
+
     unsigned                     health:1;
     unsigned                     gateway:1;
 } ngx_http_trueport_main_conf_t;
@@ -108,6 +114,9 @@ typedef struct {
     ngx_str_t                    upstream;       /* "": the provider's */
     ngx_http_complex_value_t    *upstream_key;   /* NULL: none */
 } ngx_http_trueport_loc_conf_t;
+
+
+typedef struct ngx_http_trueport_meter_s  ngx_http_trueport_meter_t;
 
 
 /* a key as the cache knows it, copied to the request */
@@ -148,6 +157,8 @@ typedef struct {
     ngx_uint_t                   rl_remaining;
     ngx_msec_t                   rl_reset;       /* until the bucket is full */
     ngx_msec_t                   rl_retry;       /* until one is admitted */
+
+    ngx_http_trueport_meter_t   *meter;          /* NULL: not metered */
 
     unsigned                     waiting:1;      /* subrequest in flight */
     unsigned                     have_stale:1;   /* ctx->key usable stale */
@@ -220,6 +231,14 @@ extern ngx_str_t  ngx_http_trueport_provider_names[];
 /* ngx_http_trueport_filter.c */
 
 ngx_int_t ngx_http_trueport_filter_init(ngx_conf_t *cf);
+
+/* ngx_http_trueport_meter.c */
+
+char *ngx_http_trueport_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_trueport_meter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_trueport_meter_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_trueport_meter_init_process(ngx_cycle_t *cycle);
+void ngx_http_trueport_meter_exit_process(ngx_cycle_t *cycle);
 
 
 extern ngx_module_t  ngx_http_trueport_module;

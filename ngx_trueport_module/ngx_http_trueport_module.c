@@ -28,6 +28,13 @@ static ngx_command_t  ngx_http_trueport_commands[] = {
       0,
       NULL },
 
+    { ngx_string("trueport_spool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_trueport_spool,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("trueport_health"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_trueport_health,
@@ -116,11 +123,11 @@ ngx_module_t  ngx_http_trueport_module = {
     ngx_http_trueport_commands,            /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_trueport_meter_init_module,   /* init module */
+    ngx_http_trueport_meter_init_process,  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_trueport_meter_exit_process,  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -147,6 +154,7 @@ ngx_http_trueport_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     tmcf->shm_zone = NULL;
+     *     tmcf->spool = { 0, NULL };
      *     tmcf->health = 0;
      *     tmcf->gateway = 0;
      */
@@ -300,7 +308,11 @@ ngx_http_trueport_init(ngx_conf_t *cf)
 
     *h = ngx_http_trueport_access_handler;
 
-    return ngx_http_trueport_filter_init(cf);
+    if (ngx_http_trueport_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_trueport_meter_init(cf);
 }
 
 

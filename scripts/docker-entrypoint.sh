@@ -8,6 +8,7 @@ set -eu
 : "${TRUEPORT_MASTER_KEY:?set TRUEPORT_MASTER_KEY}"
 export TRUEPORT_INTERNAL_TOKEN="${TRUEPORT_INTERNAL_TOKEN:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 export TRUEPORT_SIDECAR_ADDR="$TRUEPORT_LISTEN"
+export TRUEPORT_SPOOL_DIR="${TRUEPORT_SPOOL_DIR:-/var/spool/trueport}"
 
 trueport-sidecar migrate
 

@@ -15,6 +15,7 @@
 #       it may keep "{resource}" to put the route's resource in it)
 #   TRUEPORT_{OPENAI,ANTHROPIC,GOOGLE,AZURE}_API_KEY
 #                                 the route's default provider credential
+#   TRUEPORT_SPOOL_DIR            turns metering on: nginx's spool directory
 #   TRUEPORT_RESOLVER             name server for Azure's hosts (default:
 #                                 the first one in /etc/resolv.conf)
 #
@@ -118,6 +119,9 @@ render('trueport.conf', sub {
 
     s/\@TRUEPORT_INTERNAL_TOKEN\@/$token/g
         or die "$0: no internal token placeholder in trueport.conf\n";
+
+    my $spool = setting('TRUEPORT_SPOOL_DIR', undef);
+    s/^#(trueport_spool\s+)[^\s;]+/$1$spool/m if defined $spool;
 
     my $ns = resolver();
     s/^(\s*resolver\s+)[^\s;]+/$1$ns/mg;

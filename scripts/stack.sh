@@ -74,7 +74,8 @@ S
     dsn="host=$pgd/sock port=$PG_PORT user=postgres dbname=trueport"
     export TRUEPORT_DATABASE_URL=$dsn TRUEPORT_LISTEN=$SIDECAR_ADDR \
         TRUEPORT_MIGRATIONS=$ROOT/migrations \
-        TRUEPORT_DEV_MODE=${TRUEPORT_DEV_MODE:-1}
+        TRUEPORT_DEV_MODE=${TRUEPORT_DEV_MODE:-1} \
+        TRUEPORT_SPOOL_DIR=$RUN/spool
     "$BUILD/trueport-sidecar" migrate
 
     # its own session: Ctrl-C reaches this script, which stops things in order

@@ -1,0 +1,663 @@
+
+/*
+ * Copyright (C) TruePort
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_http_trueport.h"
+
+
+/*
+ * Metering: the body filter feeds a copy of every response of a gateway
+ * location to the usage parser as it passes (never holding it back), and
+ * the log phase writes one usage record per request to the worker's spool
+ * file, which the sidecar ingests.
+ */
+
+
+/* free lists by size class, 16 bytes .. 64 MB */
+#define NGX_HTTP_TRUEPORT_METER_CLASSES  23
+#define NGX_HTTP_TRUEPORT_METER_HDR      16
+
+
+struct ngx_http_trueport_meter_s {
+    tp_alloc_t                   alloc;
+    ngx_pool_t                  *pool;
+    void                        *free[NGX_HTTP_TRUEPORT_METER_CLASSES];
+    tp_usage_t                  *usage;
+
+    unsigned                     stream:1;
+    unsigned                     gzip:1;
+    unsigned                     last_buf:1;
+};
+
+
+static ngx_int_t ngx_http_trueport_meter_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_trueport_meter_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_trueport_meter_log_handler(ngx_http_request_t *r);
+static void *ngx_http_trueport_meter_alloc(void *ctx, size_t n);
+static void *ngx_http_trueport_meter_realloc(void *ctx, void *p, size_t n);
+static void ngx_http_trueport_meter_free(void *ctx, void *p);
+static void ngx_http_trueport_meter_cleanup(void *data);
+static const char *ngx_http_trueport_meter_cstr(ngx_pool_t *pool, u_char *s,
+    size_t len);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+static tp_spool_t   ngx_http_trueport_spool_file;
+static ngx_uint_t   ngx_http_trueport_spool_on;
+static time_t       ngx_http_trueport_spool_alert;
+
+
+char *
+ngx_http_trueport_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_trueport_main_conf_t *tmcf = conf;
+
+    u_char      *p;
+    ssize_t      size;
+    ngx_str_t   *value, dir, s;
+    ngx_int_t    age;
+    ngx_uint_t   i;
+
+    if (tmcf->spool.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    tmcf->spool_max_size = 64 * 1024 * 1024;
+    tmcf->spool_max_age = 60;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "max_size=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+            size = ngx_parse_size(&s);
+            if (size == NGX_ERROR || size < 4096) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "trueport: invalid spool size \"%V\"",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            tmcf->spool_max_size = size;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_age=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            age = ngx_parse_time(&s, 1);
+            if (age == NGX_ERROR || age < 1) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "trueport: invalid spool age \"%V\"",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            tmcf->spool_max_age = age;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "trueport: invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        ngx_str_set(&tmcf->spool, "");
+        return NGX_CONF_OK;
+    }
+
+    dir = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &dir, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the spool's file names must fit tp_spool_t's buffers */
+
+    if (dir.len == 0 || dir.len > 400) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "trueport: invalid spool directory \"%V\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, dir.len + 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(p, dir.data, dir.len);
+    p[dir.len] = '\0';
+
+    tmcf->spool.data = p;
+    tmcf->spool.len = dir.len;
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_trueport_meter_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt            *h;
+    ngx_http_core_main_conf_t      *cmcf;
+    ngx_http_trueport_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_trueport_module);
+
+    if (tmcf->spool.len == 0) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_trueport_meter_log_handler;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_trueport_meter_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_trueport_meter_body_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * In the master, once the configuration is read: the spool directory is
+ * created if missing and, as nginx does for its temp paths, given to the
+ * worker user, since the workers write there.
+ */
+
+ngx_int_t
+ngx_http_trueport_meter_init_module(ngx_cycle_t *cycle)
+{
+    ngx_file_info_t                 fi;
+    ngx_core_conf_t                *ccf;
+    ngx_http_trueport_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_trueport_module);
+
+    if (tmcf == NULL || tmcf->spool.len == 0 || !tmcf->gateway) {
+        return NGX_OK;
+    }
+
+    if (ngx_file_info(tmcf->spool.data, &fi) == NGX_FILE_ERROR) {
+
+        if (ngx_create_dir(tmcf->spool.data, 0755) == NGX_FILE_ERROR
+            && ngx_errno != NGX_EEXIST)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          ngx_create_dir_n " \"%s\" failed",
+                          tmcf->spool.data);
+            return NGX_ERROR;
+        }
+
+        if (ngx_file_info(tmcf->spool.data, &fi) == NGX_FILE_ERROR) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          ngx_file_info_n " \"%s\" failed", tmcf->spool.data);
+            return NGX_ERROR;
+        }
+    }
+
+    if (!ngx_is_dir(&fi)) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "trueport: spool \"%s\" is not a directory",
+                      tmcf->spool.data);
+        return NGX_ERROR;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (geteuid() == 0
+        && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT
+        && fi.st_uid != ccf->user)
+    {
+        if (chown((const char *) tmcf->spool.data, ccf->user, -1) == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "chown(\"%s\", %d) failed",
+                          tmcf->spool.data, ccf->user);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_trueport_meter_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_trueport_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_trueport_module);
+
+    if (tmcf == NULL || tmcf->spool.len == 0 || !tmcf->gateway) {
+        return NGX_OK;
+    }
+
+    if (access((const char *) tmcf->spool.data, W_OK) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "trueport: spool \"%s\" is not writable, "
+                      "usage is not recorded", tmcf->spool.data);
+    }
+
+    tp_spool_init(&ngx_http_trueport_spool_file,
+                  (const char *) tmcf->spool.data, ngx_pid,
+                  tmcf->spool_max_size, tmcf->spool_max_age);
+
+    ngx_http_trueport_spool_on = 1;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_trueport_meter_exit_process(ngx_cycle_t *cycle)
+{
+    /* sealed, the file can be ingested whole and removed */
+
+    if (ngx_http_trueport_spool_on) {
+        tp_spool_seal(&ngx_http_trueport_spool_file);
+        ngx_http_trueport_spool_on = 0;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_trueport_meter_header_filter(ngx_http_request_t *r)
+{
+    ngx_str_t                   *ct;
+    ngx_table_elt_t             *ce;
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_trueport_ctx_t     *ctx;
+    ngx_http_trueport_meter_t   *m;
+
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_trueport_module);
+
+    if (ctx == NULL || !ctx->passed || ctx->meter != NULL
+        || ctx->provider >= TP_PROVIDERS)
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    m = ngx_pcalloc(r->pool, sizeof(ngx_http_trueport_meter_t));
+    if (m == NULL) {
+        return NGX_ERROR;
+    }
+
+    m->pool = r->pool;
+    m->alloc.alloc = ngx_http_trueport_meter_alloc;
+    m->alloc.realloc = ngx_http_trueport_meter_realloc;
+    m->alloc.free = ngx_http_trueport_meter_free;
+    m->alloc.ctx = m;
+
+    ct = &r->headers_out.content_type;
+
+    m->stream = (ct->len >= sizeof("text/event-stream") - 1
+                 && ngx_strncasecmp(ct->data, (u_char *) "text/event-stream",
+                                    sizeof("text/event-stream") - 1)
+                    == 0);
+
+    ce = r->headers_out.content_encoding;
+
+    m->gzip = (ce != NULL && ce->hash != 0
+               && ce->value.len == 4
+               && ngx_strncasecmp(ce->value.data, (u_char *) "gzip", 4) == 0);
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    m->usage = tp_usage_create(&m->alloc, (int) ctx->provider, m->stream,
+                               m->gzip);
+
+    /* zlib's state is freed with the request */
+
+    cln->handler = ngx_http_trueport_meter_cleanup;
+    cln->data = m;
+
+    ctx->meter = m;
+
+    /* no body will follow, nor its last buffer */
+
+    m->last_buf = r->header_only;
+
+    /* a response the proxy buffered to a file is read back for us */
+
+    r->filter_need_in_memory = 1;
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_trueport_meter_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_buf_t                  *b;
+    ngx_chain_t                *cl;
+    ngx_http_trueport_ctx_t    *ctx;
+    ngx_http_trueport_meter_t  *m;
+
+    if (in == NULL || r != r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_trueport_module);
+
+    if (ctx == NULL || ctx->meter == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    m = ctx->meter;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->last_buf) {
+            m->last_buf = 1;
+        }
+
+        if (ngx_buf_in_memory(b)) {
+            tp_usage_feed(m->usage, b->pos, b->last - b->pos);
+
+        } else if (b->in_file) {
+            /* cannot happen with filter_need_in_memory; not parsed */
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "trueport meter: file buffer not metered");
+        }
+    }
+
+    return ngx_http_next_body_filter(r, in);
+}
+
+
+static ngx_int_t
+ngx_http_trueport_meter_log_handler(ngx_http_request_t *r)
+{
+    size_t                          len;
+    ngx_uint_t                      status;
+    ngx_time_t                     *tp;
+    ngx_connection_t               *c;
+    tp_usage_rec_t                  rec;
+    ngx_http_trueport_ctx_t        *ctx;
+    ngx_http_variable_value_t      *vv;
+    ngx_http_trueport_meter_t      *m;
+    ngx_http_trueport_main_conf_t  *tmcf;
+    char                            line[TP_RECORD_MAX];
+
+    if (!ngx_http_trueport_spool_on) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_trueport_module);
+
+    /* a refused request is recorded only when its key is known */
+
+    if (ctx == NULL || ctx->provider >= TP_PROVIDERS
+        || ctx->key.key_id[0] == '\0' || ctx->key.tenant_id[0] == '\0')
+    {
+        return NGX_OK;
+    }
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_trueport_module);
+    c = r->connection;
+    m = ctx->meter;
+    tp = ngx_timeofday();
+
+    ngx_memzero(&rec, sizeof(tp_usage_rec_t));
+
+    rec.ts_ms = (int64_t) r->start_sec * 1000 + r->start_msec;
+
+    vv = ngx_http_get_indexed_variable(r, tmcf->request_id_index);
+
+    if (vv && !vv->not_found) {
+        rec.request_id = ngx_http_trueport_meter_cstr(r->pool, vv->data,
+                                                      vv->len);
+    }
+
+    rec.tenant_id = ngx_http_trueport_meter_cstr(r->pool, ctx->key.tenant_id,
+                                                 TP_UUID_LEN);
+    rec.key_id = ngx_http_trueport_meter_cstr(r->pool, ctx->key.key_id,
+                                              TP_UUID_LEN);
+
+    if (ctx->key.env.len) {
+        rec.env = ngx_http_trueport_meter_cstr(r->pool, ctx->key.env.data,
+                                               ctx->key.env.len);
+    }
+
+    if (rec.tenant_id == NULL || rec.key_id == NULL) {
+        return NGX_OK;
+    }
+
+    rec.provider = (int) ctx->provider;
+    rec.model = NULL;
+    rec.path = (const char *) r->uri.data;
+    rec.path_len = r->uri.len;
+
+    /* as $status has it */
+
+    if (r->err_status) {
+        status = r->err_status;
+
+    } else {
+        status = r->headers_out.status;
+    }
+
+    rec.status = (int) status;
+
+    if (m != NULL && m->usage != NULL) {
+        rec.stream = m->stream;
+        tp_usage_result(m->usage, &rec.usage);
+
+    } else {
+        rec.usage.input_tokens = -1;
+        rec.usage.output_tokens = -1;
+        rec.usage.cached_tokens = -1;
+        rec.usage.reasoning_tokens = -1;
+        rec.usage.total_tokens = -1;
+    }
+
+    rec.ttfb_ms = -1;
+
+    if (r->upstream && r->upstream->state
+        && r->upstream->state->header_time != (ngx_msec_t) -1)
+    {
+        rec.ttfb_ms = r->upstream->state->header_time;
+    }
+
+    rec.latency_ms = ((int64_t) tp->sec - r->start_sec) * 1000
+                     + ((int64_t) tp->msec - r->start_msec);
+    if (rec.latency_ms < 0) {
+        rec.latency_ms = 0;
+    }
+
+    rec.bytes_in = r->request_length;
+    rec.bytes_out = c->sent;
+    rec.client_ip = ngx_http_trueport_meter_cstr(r->pool, c->addr_text.data,
+                                                 c->addr_text.len);
+
+    /* a refusal is whole when sent; a proxied answer when its end was */
+
+    rec.completed = !c->error && (m == NULL || m->last_buf);
+
+    if (c->error || status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
+        rec.error_kind = "client_abort";
+
+    } else if (!ctx->passed) {
+        rec.error_kind = (status == NGX_HTTP_TOO_MANY_REQUESTS)
+                         ? "rate_limited"
+                         : (status == NGX_HTTP_UNAUTHORIZED
+                            || status == NGX_HTTP_FORBIDDEN)
+                           ? "auth" : "gateway";
+
+    } else if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+               || (m != NULL && !m->last_buf))
+    {
+        rec.error_kind = "upstream_error";
+    }
+
+    len = tp_record_usage(line, sizeof(line), &rec);
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    if (tp_spool_append(&ngx_http_trueport_spool_file, line, len,
+                        (int64_t) tp->sec * 1000 + tp->msec)
+        != 0)
+    {
+        /* one line a second at most: the disk may be full for long */
+
+        if (ngx_http_trueport_spool_alert != tp->sec) {
+            ngx_http_trueport_spool_alert = tp->sec;
+
+            ngx_log_error(NGX_LOG_ALERT, c->log, ngx_errno,
+                          "trueport: usage record not spooled in \"%s\", "
+                          "%ui failed", ngx_http_trueport_spool_file.dir,
+                          (ngx_uint_t) ngx_http_trueport_spool_file.errors);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The parser makes a fresh yajl handle for every SSE event; blocks freed
+ * go back to a list of their size class and are reused, so a stream of any
+ * length holds what one event needs, not what all of them needed.
+ */
+
+static void *
+ngx_http_trueport_meter_alloc(void *ctx, size_t n)
+{
+    ngx_http_trueport_meter_t *m = ctx;
+
+    u_char      *p;
+    size_t       size;
+    ngx_uint_t   cls;
+
+    for (cls = 0, size = 16; size < n; cls++, size <<= 1) {
+        /* void */
+    }
+
+    if (cls >= NGX_HTTP_TRUEPORT_METER_CLASSES) {
+        return NULL;
+    }
+
+    if (m->free[cls] != NULL) {
+        p = m->free[cls];
+        m->free[cls] = *(void **) p;
+        return p;
+    }
+
+    p = ngx_palloc(m->pool, NGX_HTTP_TRUEPORT_METER_HDR + size);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *(ngx_uint_t *) p = cls;
+
+    return p + NGX_HTTP_TRUEPORT_METER_HDR;
+}
+
+
+static void *
+ngx_http_trueport_meter_realloc(void *ctx, void *p, size_t n)
+{
+    void        *np;
+    size_t       size;
+    ngx_uint_t   cls;
+
+    if (p == NULL) {
+        return ngx_http_trueport_meter_alloc(ctx, n);
+    }
+
+    cls = *(ngx_uint_t *) ((u_char *) p - NGX_HTTP_TRUEPORT_METER_HDR);
+    size = (size_t) 16 << cls;
+
+    if (n <= size) {
+        return p;
+    }
+
+    np = ngx_http_trueport_meter_alloc(ctx, n);
+    if (np == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(np, p, size);
+    ngx_http_trueport_meter_free(ctx, p);
+
+    return np;
+}
+
+
+static void
+ngx_http_trueport_meter_free(void *ctx, void *p)
+{
+    ngx_http_trueport_meter_t *m = ctx;
+
+    ngx_uint_t  cls;
+
+    if (p == NULL) {
+        return;
+    }
+
+    cls = *(ngx_uint_t *) ((u_char *) p - NGX_HTTP_TRUEPORT_METER_HDR);
+
+    *(void **) p = m->free[cls];
+    m->free[cls] = p;
+}
+
+
+static void
+ngx_http_trueport_meter_cleanup(void *data)
+{
+    ngx_http_trueport_meter_t *m = data;
+
+    if (m->usage != NULL) {
+        tp_usage_destroy(m->usage);
+        m->usage = NULL;
+    }
+}
+
+
+static const char *
+ngx_http_trueport_meter_cstr(ngx_pool_t *pool, u_char *s, size_t len)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, s, len);
+    p[len] = '\0';
+
+    return (const char *) p;
+}
