@@ -18,6 +18,7 @@
 #define NGX_HTTP_TRUEPORT_ERR_RATE_LIMITED          5
 #define NGX_HTTP_TRUEPORT_ERR_UNAVAILABLE           6
 #define NGX_HTTP_TRUEPORT_ERR_NO_CREDENTIAL         7
+#define NGX_HTTP_TRUEPORT_ERR_QUOTA_EXCEEDED        8
 
 
 /*
@@ -77,7 +78,12 @@ static ngx_http_trueport_error_t  ngx_http_trueport_errors[] = {
 
     { NGX_HTTP_SERVICE_UNAVAILABLE, ngx_string("credential_missing"),
       ngx_string("server_error"), ngx_string("api_error"),
-      ngx_string("UNAVAILABLE") }
+      ngx_string("UNAVAILABLE") },
+
+    /* OpenAI's own type for a used-up quota */
+    { NGX_HTTP_TOO_MANY_REQUESTS, ngx_string("quota_exceeded"),
+      ngx_string("insufficient_quota"), ngx_string("rate_limit_error"),
+      ngx_string("RESOURCE_EXHAUSTED") }
 };
 
 
@@ -90,7 +96,8 @@ static ngx_str_t  ngx_http_trueport_refusals[] = {
     ngx_string("the API key has expired"),
     ngx_string("the API key has been deleted"),
     ngx_string("the organisation of the API key is suspended"),
-    ngx_string("the API key may not call this provider")
+    ngx_string("the API key may not call this provider"),
+    ngx_string("the organisation's monthly request quota is used up")
 };
 
 
@@ -249,6 +256,10 @@ ngx_http_trueport_access_check(ngx_http_request_t *r,
 
         case TP_KEY_PROVIDER_NOT_ALLOWED:
             err = NGX_HTTP_TRUEPORT_ERR_PROVIDER_NOT_ALLOWED;
+            break;
+
+        case TP_KEY_QUOTA_EXCEEDED:
+            err = NGX_HTTP_TRUEPORT_ERR_QUOTA_EXCEEDED;
             break;
 
         default:

@@ -28,7 +28,7 @@ static const char *const field_names[F_COUNT] = {
 
 static const char *const status_names[TP_KEY_STATUSES] = {
     "unknown", "active", "disabled", "expired", "deleted",
-    "tenant_suspended", "provider_not_allowed"
+    "tenant_suspended", "provider_not_allowed", "quota_exceeded"
 };
 
 typedef struct {

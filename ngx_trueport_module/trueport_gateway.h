@@ -25,6 +25,7 @@ enum {
     TP_KEY_DELETED,
     TP_KEY_TENANT_SUSPENDED,
     TP_KEY_PROVIDER_NOT_ALLOWED,
+    TP_KEY_QUOTA_EXCEEDED,            /* the plan's monthly requests */
     TP_KEY_STATUSES
 };
 

@@ -217,6 +217,14 @@ typedef struct {
     int        n_months;
     price_t   *prices;
     int        n_prices;
+
+    /* requests per (tenant, month) in this batch, for usage_monthly */
+    struct {
+        char      tenant[37];
+        char      month[8];
+        long long n;
+    }         *monthly;
+    int        n_monthly, cap_monthly;
 } batch_t;
 
 
@@ -234,6 +242,37 @@ batch_month(batch_t *b, const char *ts)
         memcpy(b->months[b->n_months], ts, 7);
         b->months[b->n_months++][7] = '\0';
     }
+}
+
+
+static void
+batch_count(batch_t *b, const char *tenant, const char *ts)
+{
+    int i;
+
+    for (i = b->n_monthly - 1; i >= 0; i--) {
+        if (memcmp(b->monthly[i].month, ts, 7) == 0
+            && strcmp(b->monthly[i].tenant, tenant) == 0)
+        {
+            b->monthly[i].n++;
+            return;
+        }
+    }
+    if (b->n_monthly == b->cap_monthly) {
+        int   cap = b->cap_monthly ? b->cap_monthly * 2 : 16;
+        void *m = realloc(b->monthly, cap * sizeof(*b->monthly));
+        if (m == NULL) {
+            log_error("msg=\"ingest: out of memory\"");
+            abort();
+        }
+        b->monthly = m;
+        b->cap_monthly = cap;
+    }
+    i = b->n_monthly++;
+    snprintf(b->monthly[i].tenant, sizeof(b->monthly[i].tenant), "%s", tenant);
+    memcpy(b->monthly[i].month, ts, 7);
+    b->monthly[i].month[7] = '\0';
+    b->monthly[i].n = 1;
 }
 
 
@@ -289,6 +328,7 @@ batch_line(batch_t *b, const char *line, size_t len)
         }
 
         batch_month(b, ts);
+        batch_count(b, tenant, ts);
         copy_field(&b->usage, ts, 0);
         copy_field(&b->usage, jstr(v, "request_id", 64), 0);
         copy_field(&b->usage, tenant, 0);
@@ -375,6 +415,35 @@ pq_ok(PGconn *c, PGresult *res, const char *what)
 }
 
 
+/* The counters the gateway's quota reads, moved in the same transaction
+ * as the rows they count. */
+static int
+flush_monthly(PGconn *c, batch_t *b)
+{
+    char        month[16], n[24];
+    const char *p[3];
+    int         i;
+
+    for (i = 0; i < b->n_monthly; i++) {
+        snprintf(month, sizeof(month), "%s-01", b->monthly[i].month);
+        snprintf(n, sizeof(n), "%lld", b->monthly[i].n);
+        p[0] = b->monthly[i].tenant;
+        p[1] = month;
+        p[2] = n;
+        if (pq_ok(c, PQexecParams(c,
+                      "INSERT INTO usage_monthly (tenant_id, month, requests)"
+                      " VALUES ($1, $2, $3) ON CONFLICT (tenant_id, month)"
+                      " DO UPDATE SET requests = usage_monthly.requests"
+                      " + EXCLUDED.requests", 3, NULL, p, NULL, NULL, 0),
+                  "monthly") != 0)
+        {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+
 /* COPY FROM STDIN: PQexec answers PGRES_COPY_IN, then we stream the rows */
 static int
 copy_in(PGconn *c, const char *sql, buf_t *rows, const char *what)
@@ -438,6 +507,10 @@ commit_batch(PGconn *c, batch_t *b, spool_file_t *f, long long new_offset)
                    " latency_ms, bytes_in, bytes_out, client_ip, error_kind,"
                    " completed) FROM STDIN", &b->usage, "copy usage") != 0)
     {
+        goto fail;
+    }
+
+    if (flush_monthly(c, b) != 0) {
         goto fail;
     }
 
@@ -714,6 +787,7 @@ ingest_file(PGconn *c, const char *dir, spool_file_t *f, price_t *prices,
         if (commit_batch(c, &b, f, end) != 0) {
             free(b.usage.p);
             free(b.viol.p);
+            free(b.monthly);
             total = -1;
             break;
         }
@@ -726,6 +800,7 @@ ingest_file(PGconn *c, const char *dir, spool_file_t *f, price_t *prices,
         st->batches++;
         free(b.usage.p);
         free(b.viol.p);
+        free(b.monthly);
     }
 
     free(data);

@@ -785,6 +785,7 @@ is_key_hash(const char *s)
 
 
 /* Status precedence: deleted, tenant_suspended, disabled, expired,
+ * quota_exceeded (the plan's monthly requests, counted by the ingester),
  * provider_not_allowed (by the key's providers or the tenant's
  * allowed_providers setting), active. last_used_at moves at most once a
  * minute, and never waits for a row another transaction holds. */
@@ -795,6 +796,8 @@ is_key_hash(const char *s)
     "   WHEN t.status <> 'active' THEN 'tenant_suspended'"                  \
     "   WHEN NOT k.enabled THEN 'disabled'"                                 \
     "   WHEN k.expires_at <= now() THEN 'expired'"                          \
+    "   WHEN p.monthly_requests > 0 AND coalesce(um.requests, 0)"           \
+    "        >= p.monthly_requests THEN 'quota_exceeded'"                   \
     "   WHEN (cardinality(k.providers) > 0"                                 \
     "         AND NOT $2::text = ANY (k.providers))"                        \
     "    OR (jsonb_typeof(ap.value) = 'array' AND NOT ap.value ? $2)"       \
@@ -816,6 +819,8 @@ is_key_hash(const char *s)
     "   AND cred.key = 'providers.' || $2 || '.api_key'"                    \
     "  LEFT JOIN tenant_configs ep ON ep.tenant_id = k.tenant_id"           \
     "   AND ep.key = 'providers.' || $2 || '.endpoint'"                     \
+    "  LEFT JOIN usage_monthly um ON um.tenant_id = k.tenant_id"            \
+    "   AND um.month = date_trunc('month', now() AT TIME ZONE 'UTC')::date" \
     "  WHERE k.key_hash = $1),"                                             \
     " touch AS (UPDATE api_keys SET last_used_at = now() WHERE id IN"       \
     "  (SELECT a.id FROM api_keys a, k WHERE a.id = k.id"                   \
