@@ -49,6 +49,8 @@ static const config_row_t config_table[] = {
       "sendmail path for the outbox (empty: outbox table only)" },
     { "TRUEPORT_SPOOL_DIR", T_STR, &cfg.spool_dir, "", 0, 0,
       "usage spool directory (empty: no ingestion)" },
+    { "TRUEPORT_RETENTION_INTERVAL", T_INT, &cfg.retention_interval, "600",
+      1, 86400, "seconds between usage retention sweeps" },
 };
 
 #define N_ROWS (sizeof(config_table) / sizeof(config_table[0]))

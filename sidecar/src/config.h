@@ -20,6 +20,7 @@ typedef struct {
     long   token_ttl;            /* seconds, global and scoped JWTs */
     char  *sendmail;             /* optional sendmail path for the outbox */
     char  *spool_dir;            /* usage spool written by nginx workers */
+    long   retention_interval;   /* seconds between retention sweeps */
 } config_t;
 
 extern config_t cfg;

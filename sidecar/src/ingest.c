@@ -897,6 +897,7 @@ ingest_main(void *arg)
     PGconn        *c = NULL;
     char           err[256];
     long long      got;
+    time_t         last_sweep = 0;
     int            backoff_ms = 250;
 
     (void) arg;
@@ -934,6 +935,24 @@ ingest_main(void *arg)
         }
 
         backoff_ms = 250;
+
+        /* old usage goes by the tenants' retention, between passes */
+        if (time(NULL) - last_sweep >= cfg.retention_interval) {
+            PGresult *res = PQexec(c, "SELECT usage_retention()");
+
+            if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+                last_sweep = time(NULL);
+                if (atoll(PQgetvalue(res, 0, 0)) > 0) {
+                    log_info("msg=\"retention: usage rows deleted\" rows=%s",
+                             PQgetvalue(res, 0, 0));
+                }
+            } else {
+                log_warn("msg=\"retention sweep failed\" error=\"%s\"",
+                         PQresultErrorMessage(res));
+            }
+            PQclear(res);
+        }
+
         if (got == 0) {
             usleep(200 * 1000);
         }
