@@ -16,6 +16,8 @@
 #include "trueport_usage.h"
 #include "trueport_spool.h"
 #include "trueport_record.h"
+#include "trueport_prompt.h"
+#include "trueport_policy.h"
 
 
 #define TRUEPORT_VERSION                "0.1.0"
@@ -113,7 +115,28 @@ typedef struct {
     ngx_str_t                    resolve;        /* "": off */
     ngx_str_t                    upstream;       /* "": the provider's */
     ngx_http_complex_value_t    *upstream_key;   /* NULL: none */
+    ngx_str_t                    policy;         /* "": off */
+    size_t                       policy_max_body;
 } ngx_http_trueport_loc_conf_t;
+
+
+/* the errors the access phase sends, in each provider's shape */
+#define NGX_HTTP_TRUEPORT_ERR_MISSING_KEY           0
+#define NGX_HTTP_TRUEPORT_ERR_INVALID_KEY           1
+#define NGX_HTTP_TRUEPORT_ERR_TENANT_SUSPENDED      2
+#define NGX_HTTP_TRUEPORT_ERR_PROVIDER_NOT_ALLOWED  3
+#define NGX_HTTP_TRUEPORT_ERR_NOT_FOUND             4
+#define NGX_HTTP_TRUEPORT_ERR_RATE_LIMITED          5
+#define NGX_HTTP_TRUEPORT_ERR_UNAVAILABLE           6
+#define NGX_HTTP_TRUEPORT_ERR_NO_CREDENTIAL         7
+#define NGX_HTTP_TRUEPORT_ERR_QUOTA_EXCEEDED        8
+#define NGX_HTTP_TRUEPORT_ERR_POLICY_BLOCKED        9
+#define NGX_HTTP_TRUEPORT_ERR_BAD_BODY              10
+#define NGX_HTTP_TRUEPORT_ERR_TOO_LARGE             11
+#define NGX_HTTP_TRUEPORT_ERR_NONE                  ((ngx_uint_t) -1)
+
+
+typedef struct ngx_http_trueport_policy_set_s  ngx_http_trueport_policy_set_t;
 
 
 typedef struct ngx_http_trueport_meter_s  ngx_http_trueport_meter_t;
@@ -160,10 +183,21 @@ typedef struct {
 
     ngx_http_trueport_meter_t   *meter;          /* NULL: not metered */
 
+    /* policies: ngx_http_trueport_policy.c */
+    ngx_http_trueport_policy_set_t  *policy;     /* a reference, or NULL */
+    ngx_http_request_t          *policy_sr;
+    ngx_uint_t                   policy_sr_status;
+    ngx_str_t                    policy_sr_answer;
+    ngx_uint_t                   policy_err;     /* ..._ERR_*, or _NONE */
+    ngx_str_t                    policy_msg;
+    ngx_uint_t                   policy_state;
+
     unsigned                     waiting:1;      /* subrequest in flight */
     unsigned                     have_stale:1;   /* ctx->key usable stale */
     unsigned                     rl:1;           /* rl_* are set */
     unsigned                     passed:1;       /* the checks passed */
+    unsigned                     checked:1;      /* the key's checks did */
+    unsigned                     blocked:1;      /* by a policy */
 } ngx_http_trueport_ctx_t;
 
 
@@ -198,6 +232,8 @@ ngx_int_t ngx_http_trueport_keycache_lookup(ngx_http_request_t *r,
     ngx_http_trueport_ctx_t *ctx, ngx_str_t *key);
 ngx_int_t ngx_http_trueport_keycache_answer(ngx_http_request_t *r,
     ngx_http_trueport_ctx_t *ctx);
+ngx_uint_t ngx_http_trueport_answer_of(ngx_http_request_t *sr, ngx_int_t rc,
+    ngx_str_t *answer);
 ngx_uint_t ngx_http_trueport_keycache_expire_locked(
     ngx_http_trueport_main_conf_t *tmcf, ngx_uint_t force);
 void ngx_http_trueport_keycache_rbtree_insert_value(ngx_rbtree_node_t *temp,
@@ -216,6 +252,15 @@ u_char *ngx_http_trueport_duration(u_char *p, ngx_msec_t ms);
 /* ngx_http_trueport_access.c */
 
 ngx_int_t ngx_http_trueport_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_trueport_error(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx, ngx_uint_t err, ngx_str_t *msg);
+
+/* ngx_http_trueport_policy.c */
+
+char *ngx_http_trueport_policy_location(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_trueport_policy(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx);
 
 /* ngx_http_trueport_upstream.c */
 
@@ -239,6 +284,8 @@ ngx_int_t ngx_http_trueport_meter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_trueport_meter_init_module(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_trueport_meter_init_process(ngx_cycle_t *cycle);
 void ngx_http_trueport_meter_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_trueport_spool_append(ngx_log_t *log, const char *line,
+    size_t len);
 
 
 extern ngx_module_t  ngx_http_trueport_module;

@@ -10,16 +10,6 @@
 #include "ngx_http_trueport.h"
 
 
-#define NGX_HTTP_TRUEPORT_ERR_MISSING_KEY           0
-#define NGX_HTTP_TRUEPORT_ERR_INVALID_KEY           1
-#define NGX_HTTP_TRUEPORT_ERR_TENANT_SUSPENDED      2
-#define NGX_HTTP_TRUEPORT_ERR_PROVIDER_NOT_ALLOWED  3
-#define NGX_HTTP_TRUEPORT_ERR_NOT_FOUND             4
-#define NGX_HTTP_TRUEPORT_ERR_RATE_LIMITED          5
-#define NGX_HTTP_TRUEPORT_ERR_UNAVAILABLE           6
-#define NGX_HTTP_TRUEPORT_ERR_NO_CREDENTIAL         7
-#define NGX_HTTP_TRUEPORT_ERR_QUOTA_EXCEEDED        8
-
 
 /*
  * An error in the shape each provider's SDK reads: the status, OpenAI's
@@ -42,8 +32,6 @@ static ngx_int_t ngx_http_trueport_find_key(ngx_http_request_t *r,
     ngx_str_t *key);
 static ngx_int_t ngx_http_trueport_scrub(ngx_http_request_t *r,
     ngx_http_trueport_ctx_t *ctx);
-static ngx_int_t ngx_http_trueport_error(ngx_http_request_t *r,
-    ngx_http_trueport_ctx_t *ctx, ngx_uint_t err, ngx_str_t *msg);
 
 
 static ngx_http_trueport_error_t  ngx_http_trueport_errors[] = {
@@ -83,7 +71,19 @@ static ngx_http_trueport_error_t  ngx_http_trueport_errors[] = {
     /* OpenAI's own type for a used-up quota */
     { NGX_HTTP_TOO_MANY_REQUESTS, ngx_string("quota_exceeded"),
       ngx_string("insufficient_quota"), ngx_string("rate_limit_error"),
-      ngx_string("RESOURCE_EXHAUSTED") }
+      ngx_string("RESOURCE_EXHAUSTED") },
+
+    { NGX_HTTP_FORBIDDEN, ngx_string("policy_violation"),
+      ngx_string("invalid_request_error"), ngx_string("permission_error"),
+      ngx_string("PERMISSION_DENIED") },
+
+    { NGX_HTTP_BAD_REQUEST, ngx_string("invalid_request_body"),
+      ngx_string("invalid_request_error"), ngx_string("invalid_request_error"),
+      ngx_string("INVALID_ARGUMENT") },
+
+    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, ngx_string("request_too_large"),
+      ngx_string("invalid_request_error"), ngx_string("request_too_large"),
+      ngx_string("INVALID_ARGUMENT") }
 };
 
 
@@ -152,6 +152,10 @@ ngx_http_trueport_access_handler(ngx_http_request_t *r)
 
         if (ctx->passed) {
             return NGX_OK;
+        }
+
+        if (ctx->checked) {
+            return ngx_http_trueport_policy(r, ctx);
         }
 
         rc = ngx_http_trueport_keycache_answer(r, ctx);
@@ -223,7 +227,13 @@ check:
                                        &ngx_http_trueport_unavailable);
     }
 
-    return ngx_http_trueport_access_check(r, ctx);
+    rc = ngx_http_trueport_access_check(r, ctx);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_trueport_policy(r, ctx);
 }
 
 
@@ -335,7 +345,9 @@ ngx_http_trueport_access_check(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->passed = 1;
+    /* the policies (ngx_http_trueport_policy()) come next */
+
+    ctx->checked = 1;
 
     return NGX_OK;
 }
@@ -508,7 +520,7 @@ ngx_http_trueport_scrub(ngx_http_request_t *r, ngx_http_trueport_ctx_t *ctx)
  * client's body, unread yet, is discarded.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_trueport_error(ngx_http_request_t *r, ngx_http_trueport_ctx_t *ctx,
     ngx_uint_t err, ngx_str_t *msg)
 {

@@ -65,8 +65,6 @@ static ngx_int_t ngx_http_trueport_resolve_done(ngx_http_request_t *r,
     void *data, ngx_int_t rc);
 static ngx_int_t ngx_http_trueport_refresh_done(ngx_http_request_t *r,
     void *data, ngx_int_t rc);
-static ngx_uint_t ngx_http_trueport_answer_of(ngx_http_request_t *sr,
-    ngx_int_t rc, ngx_str_t *answer);
 
 
 char *
@@ -495,7 +493,7 @@ failed:
 }
 
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_trueport_answer_of(ngx_http_request_t *sr, ngx_int_t rc,
     ngx_str_t *answer)
 {

@@ -507,6 +507,9 @@ ngx_http_trueport_meter_log_handler(ngx_http_request_t *r)
     if (c->error || status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
         rec.error_kind = "client_abort";
 
+    } else if (ctx->blocked) {
+        rec.error_kind = "policy";
+
     } else if (!ctx->passed) {
         rec.error_kind = (status == NGX_HTTP_TOO_MANY_REQUESTS)
                          ? "rate_limited"
@@ -526,23 +529,47 @@ ngx_http_trueport_meter_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    if (tp_spool_append(&ngx_http_trueport_spool_file, line, len,
-                        (int64_t) tp->sec * 1000 + tp->msec)
-        != 0)
-    {
-        /* one line a second at most: the disk may be full for long */
-
-        if (ngx_http_trueport_spool_alert != tp->sec) {
-            ngx_http_trueport_spool_alert = tp->sec;
-
-            ngx_log_error(NGX_LOG_ALERT, c->log, ngx_errno,
-                          "trueport: usage record not spooled in \"%s\", "
-                          "%ui failed", ngx_http_trueport_spool_file.dir,
-                          (ngx_uint_t) ngx_http_trueport_spool_file.errors);
-        }
-    }
+    (void) ngx_http_trueport_spool_append(c->log, line, len);
 
     return NGX_OK;
+}
+
+
+/*
+ * One record, usage or violation, to the worker's spool file.  NGX_DECLINED:
+ * no spool is configured; NGX_ERROR: the line was not written (logged).
+ */
+
+ngx_int_t
+ngx_http_trueport_spool_append(ngx_log_t *log, const char *line, size_t len)
+{
+    ngx_time_t  *tp;
+
+    if (!ngx_http_trueport_spool_on) {
+        return NGX_DECLINED;
+    }
+
+    tp = ngx_timeofday();
+
+    if (tp_spool_append(&ngx_http_trueport_spool_file, line, len,
+                        (int64_t) tp->sec * 1000 + tp->msec)
+        == 0)
+    {
+        return NGX_OK;
+    }
+
+    /* one line a second at most: the disk may be full for long */
+
+    if (ngx_http_trueport_spool_alert != tp->sec) {
+        ngx_http_trueport_spool_alert = tp->sec;
+
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "trueport: record not spooled in \"%s\", "
+                      "%ui failed", ngx_http_trueport_spool_file.dir,
+                      (ngx_uint_t) ngx_http_trueport_spool_file.errors);
+    }
+
+    return NGX_ERROR;
 }
 
 

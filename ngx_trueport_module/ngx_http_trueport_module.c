@@ -56,6 +56,20 @@ static ngx_command_t  ngx_http_trueport_commands[] = {
       0,
       NULL },
 
+    { ngx_string("trueport_policy_location"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_trueport_policy_location,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("trueport_policy_max_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_trueport_loc_conf_t, policy_max_body),
+      NULL },
+
     { ngx_string("trueport_upstream"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_trueport_upstream,
@@ -220,11 +234,13 @@ ngx_http_trueport_create_loc_conf(ngx_conf_t *cf)
      *
      *     conf->resolve = { 0, NULL };
      *     conf->upstream = { 0, NULL };
+     *     conf->policy = { 0, NULL };
      */
 
     conf->health = NGX_CONF_UNSET;
     conf->provider = NGX_CONF_UNSET_UINT;
     conf->upstream_key = NGX_CONF_UNSET_PTR;
+    conf->policy_max_body = NGX_CONF_UNSET_SIZE;
 
     return conf;
 }
@@ -249,6 +265,20 @@ ngx_http_trueport_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_ptr_value(conf->upstream_key, prev->upstream_key, NULL);
+
+    if (conf->policy.data == NULL) {
+        conf->policy = prev->policy;
+    }
+
+    ngx_conf_merge_size_value(conf->policy_max_body, prev->policy_max_body,
+                              1024 * 1024);
+
+    if (conf->policy_max_body > TP_PROMPT_MAX_BODY) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"trueport_policy_max_body\" may not exceed %uz",
+                           (size_t) TP_PROMPT_MAX_BODY);
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->provider != NGX_HTTP_TRUEPORT_OFF && conf->resolve.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -993,8 +993,8 @@ tp_policy_compile(const tp_alloc_t *a, const char *json, size_t len,
         set_err(err, errlen, "%s", rc == -2 ? "out of memory" : why);
         goto failed;
     }
-    if (root->type == JV_OBJ) {
-        root = jget(root, "items");
+    if (root->type == JV_OBJ) {        /* the API's list, the gateway's load */
+        root = jget(root, "items") ? jget(root, "items") : jget(root, "rules");
     }
     if (root == NULL || root->type != JV_ARR) {
         set_err(err, errlen, "the rules must be a JSON array");

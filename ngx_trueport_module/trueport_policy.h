@@ -118,7 +118,8 @@ typedef struct {
     const char           *match_error_rule;   /* id of the first such rule */
 } tp_policy_result_t;
 
-/* Compiles the enabled rules of a JSON array (or of {"items": [..]}).
+/* Compiles the enabled rules of a JSON array (or of {"items": [..]}, the
+ * API's list, or {"rules": [..]}, the sidecar's internal load answer).
  * NULL with err ("rule <id>: <reason>") when a rule is invalid or memory
  * runs out. The set is read-only afterwards: any number of evaluations may
  * share it, from any thread. */

@@ -51,7 +51,8 @@ sub gw_http_config {
 # The server{}-level lines: the resolve location (to the sidecar, or to
 # "resolve_to" host:port; none with "no_resolve") and the four provider
 # locations on the mock ("<provider>_key": the route's credential, undef
-# for none; "extra": more lines in each).
+# for none; "extra": more lines in each; "policy": the policy load
+# location and trueport_policy_location).
 sub gw_locations {
     my (%o) = @_;
     my $mock = $o{mock} // "127.0.0.1:$ENV{TEST_NGINX_MOCK_PORT}";
@@ -82,6 +83,25 @@ sub gw_locations {
             proxy_connect_timeout $timeout;
             proxy_send_timeout $timeout;
             proxy_read_timeout $timeout;
+        }
+CONF
+    # "policy": the rule loads of trueport_policy_location (issue 6)
+    $c .= <<"CONF" if $o{policy};
+        trueport_policy_location /_trueport/policies;
+
+        location = /_trueport/policies {
+            internal;
+            proxy_pass http://$to/internal/v1/policies\$is_args\$args;
+            proxy_pass_request_body off;
+            proxy_pass_request_headers off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Connection "";
+            proxy_http_version 1.1;
+            proxy_set_header X-TruePort-Internal-Token "$token";
+            proxy_connect_timeout $timeout;
+            proxy_send_timeout $timeout;
+            proxy_read_timeout $timeout;
+            subrequest_output_buffer_size 1m;
         }
 CONF
     for my $p (qw(openai anthropic google azure)) {
