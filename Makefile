@@ -2,6 +2,7 @@
 #   make run    install what is missing, build, start the stack on 127.0.0.1:8080
 #   make test   the same set-up in a throwaway folder, every test, teardown
 #   make stop   stop a detached `make run` (TRUEPORT_DETACH=1)
+#   make bench  gateway against plain nginx with wrk, on loopback (bench/)
 
 BUILD    ?= build
 PKGS     := libmicrohttpd libpq yajl libjwt uuid libcrypto
@@ -115,6 +116,12 @@ test-asan:
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory SANITIZE=1 BUILD=build-asan sidecar
 	@TP_SIDECAR=$(CURDIR)/build-asan/trueport-sidecar scripts/test.sh
+
+# BENCH_SECONDS, BENCH_PAIRS, ... : see bench/gateway.sh
+bench:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory module sidecar
+	@bench/gateway.sh
 
 clean:
 	rm -rf $(BUILD)

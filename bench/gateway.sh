@@ -1,0 +1,487 @@
+#!/usr/bin/env bash
+# make bench: the gateway against plain nginx, both in front of the same
+# fixed-response mock provider, driven by wrk on loopback.
+#
+#   mock      nginx `return 200` with a chat.completion (usage included)
+#   baseline  nginx proxy_pass to the mock (trueport-proxy.conf without the
+#             trueport variables), upstream keepalive, access_log off
+#   gateway   the same with the module: trueport_zone, trueport_gateway
+#             openai, trueport_resolve_location to a real sidecar and
+#             Postgres, trueport_spool with the sidecar ingesting
+#
+# Rounds alternate baseline and gateway (A B A B ...) after a warm-up; wrk
+# runs pinned to the last core, everything else to the others.  Per
+# scenario: median throughput ratio gateway/baseline, added p50/p99 latency
+# (wrk --latency), peak RSS of the nginx workers (VmHWM).
+#
+# Scenarios
+#   a    one key: cache hit + rpm limiter + metering + spool
+#   d    BENCH_KEYS (100000) keys, a random one per request; the cache
+#        timings are long and a warm-up pass resolves every key first, so
+#        the rounds measure the hot path with that many keys in the zone
+#   b    policies: TODO
+#   c    SSE streams: TODO
+#
+# Environment: BENCH_SECONDS (10) per round, BENCH_PAIRS (3), BENCH_WARMUP
+# (3 s), BENCH_CONNECTIONS (64), BENCH_KEYS (100000), BENCH_SCENARIOS
+# ("a d"), BENCH_WORKERS (cores - 1), BENCH_ZONE (64m).
+set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+
+DUR=${BENCH_SECONDS:-10}
+PAIRS=${BENCH_PAIRS:-3}
+WARMUP=${BENCH_WARMUP:-3}
+CONNS=${BENCH_CONNECTIONS:-64}
+NKEYS=${BENCH_KEYS:-100000}
+SCENARIOS=${BENCH_SCENARIOS:-a d}
+ZONE=${BENCH_ZONE:-64m}
+# BENCH_SPOOL=0: no trueport_spool (to see what metering costs)
+SPOOL=${BENCH_SPOOL:-1}
+
+NCPU=$(nproc)
+if [ "$NCPU" -ge 2 ]; then
+    LOAD_CPU=$((NCPU - 1))
+    SRV_CPUS=0-$((NCPU - 2))
+else
+    LOAD_CPU=0 SRV_CPUS=0
+    echo "bench: one core only: load generator and servers share it" >&2
+fi
+WORKERS=${BENCH_WORKERS:-$((NCPU > 1 ? NCPU - 1 : 1))}
+
+for t in wrk taskset "$NGINX_BIN" "$BUILD/trueport-sidecar" \
+         "$BUILD/ngx_http_trueport_module.so"; do
+    command -v "$t" >/dev/null || [ -x "$t" ] || [ -f "$t" ] \
+        || { echo "bench: $t is missing (make deps all)" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /tmp/trueport-bench.XXXXXX)
+chmod 755 "$WORK"
+PG_PORT=$(free_port)
+SC_PORT=$(free_port)
+MOCK_PORT=$(free_port)
+BASE_PORT=$(free_port)
+GW_PORT=$(free_port)
+SC=
+
+nginx_stop() {    # nginx_stop DIR
+    local pid i
+    [ -f "$1/nginx.pid" ] || return 0
+    pid=$(cat "$1/nginx.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    rm -f "$1/nginx.pid"
+}
+
+cleanup() {
+    local d
+    for d in gateway baseline mock; do nginx_stop "$WORK/$d"; done
+    if [ -n "$SC" ]; then
+        kill "$SC" 2>/dev/null || true
+        wait "$SC" 2>/dev/null || true
+    fi
+    "$ROOT/scripts/pg.sh" stop "$WORK/pg" >/dev/null 2>&1 || true
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+srv() { taskset -c "$SRV_CPUS" "$@"; }
+
+# --- Postgres, the sidecar, a tenant on an unlimited plan, the keys -------
+
+echo "bench: setting up in $WORK ($NCPU cores: servers on $SRV_CPUS," \
+     "wrk on $LOAD_CPU; $WORKERS worker(s) per nginx)"
+srv "$ROOT/scripts/pg.sh" init "$WORK/pg" "$PG_PORT"
+PSQL=(psql -h "$WORK/pg/sock" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1
+      -qtA)
+"${PSQL[@]}" -c "CREATE DATABASE bench"
+PSQL+=(bench)
+
+export TRUEPORT_DATABASE_URL="host=$WORK/pg/sock port=$PG_PORT user=postgres dbname=bench"
+export TRUEPORT_JWT_SECRET=$(rand_hex 32) TRUEPORT_MASTER_KEY=$(rand_hex 32)
+export TRUEPORT_INTERNAL_TOKEN=$(rand_hex 16)
+export TRUEPORT_MIGRATIONS=$ROOT/migrations TRUEPORT_DEV_MODE=0
+export TRUEPORT_LISTEN=127.0.0.1:$SC_PORT TRUEPORT_SPOOL_DIR=$WORK/spool
+export TRUEPORT_LOG_LEVEL=warn
+"$BUILD/trueport-sidecar" migrate >/dev/null
+mkdir -p "$WORK/spool"
+
+"${PSQL[@]}" <<'SQL' >/dev/null
+INSERT INTO plans (id, name, default_rpm, max_keys, monthly_requests,
+                   log_retention_days, price_cents, max_rpm)
+    VALUES ('bench', 'Bench', 100000000, 10000000, 0, 1, 0, 100000000);
+WITH u AS (INSERT INTO users (email, name, password_hash)
+           VALUES ('bench@example.com', 'Bench', 'x') RETURNING id),
+     t AS (INSERT INTO tenants (name, slug, status, created_by)
+           SELECT 'Bench', 'bench', 'active', id FROM u RETURNING id),
+     m AS (INSERT INTO memberships (tenant_id, user_id, role)
+           SELECT t.id, u.id, 'owner' FROM t, u)
+INSERT INTO subscriptions (tenant_id, plan_id) SELECT id, 'bench' FROM t;
+SQL
+read -r TID UID_ < <("${PSQL[@]}" -F ' ' -c \
+    "SELECT t.id, t.created_by FROM tenants t WHERE slug = 'bench'")
+
+# the keys ("sk-" + base64url of 32 random bytes, as the sidecar makes
+# them) in KEYS_FILE, their rows through COPY; rpm far above any rate here
+perl -MDigest::SHA=sha256_hex -MMIME::Base64 -e '
+    my ($n, $tid, $uid, $keys) = @ARGV;
+    open my $r, "<:raw", "/dev/urandom" or die;
+    open my $k, ">", $keys or die;
+    for my $i (1 .. $n) {
+        read($r, my $raw, 32) == 32 or die;
+        my $key = "sk-" . (encode_base64($raw, "") =~ tr{+/}{-_}r =~ s/=+$//r);
+        print {$k} "$key\n";
+        printf "%s\tbench %d\t%s\t%s\tproduction\t10000000\t%s\n",
+            $tid, $i, substr($key, 0, 8), sha256_hex($key), $uid;
+    }' "$NKEYS" "$TID" "$UID_" "$WORK/keys-all" \
+  | "${PSQL[@]}" -c "COPY api_keys (tenant_id, name, prefix, key_hash, env,
+                     rpm, created_by) FROM STDIN"
+head -1 "$WORK/keys-all" >"$WORK/keys-one"
+"${PSQL[@]}" -c "ANALYZE api_keys"
+echo "bench: $("${PSQL[@]}" -c "SELECT count(*) FROM api_keys") keys in Postgres"
+
+taskset -c "$SRV_CPUS" "$BUILD/trueport-sidecar" serve >"$WORK/sidecar.log" 2>&1 &
+SC=$!
+wait_port "$SC_PORT" 10 || { tail "$WORK/sidecar.log"; exit 1; }
+
+# --- request bodies ------------------------------------------------------
+
+perl -e '
+    my ($dir) = @ARGV;
+    sub body {
+        my ($content) = @_;
+        return qq({"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"$content"}],"temperature":0.2,"max_tokens":256,"user":"bench"}\n);
+    }
+    my $s = "Summarise in one sentence why keeping HTTP connections alive between a reverse proxy and its upstream matters for latency. ";
+    $s .= "Please answer briefly. " x 4;
+    my $l = "Here is a longer passage the assistant should condense into three bullet points, covering connection reuse, TLS session resumption and request buffering trade-offs. " x 11;
+    for ([small => $s], [large => $l]) {
+        open my $f, ">", "$dir/body-$_->[0].json" or die;
+        print {$f} body($_->[1]);
+    }' "$WORK"
+SMALL=$(stat -c %s "$WORK/body-small.json")
+LARGE=$(stat -c %s "$WORK/body-large.json")
+
+# --- the three nginx configurations --------------------------------------
+
+RESPONSE='{"id":"chatcmpl-bench0001","object":"chat.completion","created":1764180000,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Reusing connections avoids a TCP and TLS handshake per request, which removes one or more round trips from every call.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":52,"completion_tokens":24,"total_tokens":76,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_bench"}'
+
+nginx_conf() {    # nginx_conf NAME WORKERS MODULE(0|1) HTTP_BODY
+    local d=$WORK/$1
+    mkdir -p "$d/tmp"
+    {
+        [ "$3" = 1 ] && echo "load_module $BUILD/ngx_http_trueport_module.so;"
+        [ "$(id -u)" -eq 0 ] && echo "user root;"
+        cat <<CONF
+worker_processes $2;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+    default_type application/json;
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    server_tokens off;
+    keepalive_timeout 65;
+    keepalive_requests 10000000;
+    client_max_body_size 1m;
+    client_body_buffer_size 16k;
+
+    upstream bench_mock {
+        server 127.0.0.1:$MOCK_PORT;
+        keepalive $((CONNS * 2));
+        keepalive_requests 10000000;
+        keepalive_timeout 60s;
+    }
+$4
+}
+CONF
+    } >"$d/nginx.conf"
+}
+
+nginx_start() {    # nginx_start NAME PORT
+    local d=$WORK/$1
+    srv "$NGINX_BIN" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" \
+        || { tail "$d/error.log"; exit 1; }
+    wait_port "$2" 10 || { tail "$d/error.log"; exit 1; }
+}
+
+nginx_conf mock 1 0 "
+    server {
+        listen 127.0.0.1:$MOCK_PORT;
+        location / { return 200 '$RESPONSE'; }
+    }"
+
+# the baseline proxies the way trueport-proxy.conf does, with the module's
+# variables replaced by what they hold here: the upstream URL and the route
+# credential in Authorization, nothing in the three other key headers
+perl -pe '
+    s{^proxy_pass \$trueport_upstream_url;}{proxy_pass http://bench_mock/v1/;};
+    s{\$trueport_auth_authorization}{"Bearer sk-bench-upstream"};
+    s{\$trueport_auth_\w+}{""};
+    die "a trueport variable is left: $_" if /^[^#]*\$trueport_/;
+' "$ROOT/conf.d/trueport-proxy.conf" >"$WORK/baseline-proxy.conf"
+
+nginx_conf baseline "$WORKERS" 0 "
+    server {
+        listen 127.0.0.1:$BASE_PORT;
+        location /trueportai-services/openai/v1/ {
+            include $WORK/baseline-proxy.conf;
+        }
+    }"
+
+gateway_conf() {    # gateway_conf CACHE_LINES
+    nginx_conf gateway "$WORKERS" 1 "
+    trueport_zone zone=bench:$ZONE;
+    $SPOOL_LINE
+$1
+    upstream trueport_sidecar {
+        server 127.0.0.1:$SC_PORT;
+        keepalive 32;
+    }
+
+    server {
+        listen 127.0.0.1:$GW_PORT;
+
+        trueport_resolve_location /_trueport/resolve;
+
+        location = /_trueport/resolve {
+            internal;
+            proxy_pass http://trueport_sidecar/internal/v1/keys/resolve\$is_args\$args;
+            proxy_pass_request_body off;
+            proxy_pass_request_headers off;
+            proxy_http_version 1.1;
+            proxy_set_header Content-Length \"\";
+            proxy_set_header Connection \"\";
+            proxy_set_header X-Request-Id \$request_id;
+            proxy_set_header X-TruePort-Internal-Token \"$TRUEPORT_INTERNAL_TOKEN\";
+            proxy_connect_timeout 1s;
+            proxy_send_timeout 1s;
+            proxy_read_timeout 2s;
+            proxy_next_upstream off;
+            subrequest_output_buffer_size 8k;
+        }
+
+        location /trueportai-services/openai/v1/ {
+            trueport_gateway openai;
+            trueport_upstream http://bench_mock/v1;
+            trueport_upstream_key sk-bench-upstream;
+            include $ROOT/conf.d/trueport-proxy.conf;
+        }
+    }"
+}
+
+# files sealed every 2 s (not 60): the ingester works during the gateway
+# rounds that made the records, and each round waits for it to catch up
+SPOOL_LINE="trueport_spool $WORK/spool max_age=2s;"
+[ "$SPOOL" = 1 ] || SPOOL_LINE="# no trueport_spool (BENCH_SPOOL=0)"
+
+# --- wrk rounds -----------------------------------------------------------
+
+load() { taskset -c "$LOAD_CPU" "$@"; }
+
+# run_wrk OUT PORT SECONDS BODY KEYS [seq OFFSET]
+run_wrk() {
+    local out=$1 port=$2 secs=$3 body=$4 keys=$5
+    shift 5
+    # bash's time: the CPU wrk used, to tell when the load generator is
+    # the bottleneck ("wrk-cpu USER SYS REAL")
+    local TIMEFORMAT="wrk-cpu %U %S %R"
+    { time load timeout $((secs + 30)) wrk -t1 -c"$CONNS" -d"${secs}s" \
+        --latency -s "$ROOT/bench/chat.lua" "http://127.0.0.1:$port" \
+        -- "$body" "$keys" "$@" >"$out" 2>&1; } 2>>"$out" \
+        || { cat "$out" >&2; echo "bench: wrk failed" >&2; exit 1; }
+    if grep -q 'Non-2xx\|Socket errors' "$out"; then
+        echo "bench: errors in $(basename "$out"):" >&2
+        grep 'Non-2xx\|Socket errors' "$out" >&2
+    fi
+}
+
+# waits (at most 60 s) until the ingester has taken every sealed spool
+# file; prints the tenths of a second it took
+drain() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        ls "$WORK"/spool/*.jsonl >/dev/null 2>&1 || break
+        sleep 0.1
+    done
+    echo "$i"
+}
+
+# fills the gateway's key cache: every key once, in order, in 5 s runs
+warm_keys() {
+    local off=0 n i
+    for ((i = 0; i < 60 && off < NKEYS; i++)); do
+        run_wrk "$WORK/warm.txt" "$GW_PORT" 5 "$WORK/body-small.json" \
+            "$WORK/keys-all" seq "$off"
+        n=$(sed -n 's/^completed //p' "$WORK/warm.txt")
+        off=$((off + n))
+    done
+    echo "bench:   warm-up: $off requests in order over the $NKEYS keys"
+}
+
+peak_rss() {    # peak_rss NAME: the largest VmHWM of its workers, in kB
+    local master w max=0 v
+    master=$(cat "$WORK/$1/nginx.pid")
+    for w in $(ps -o pid= --ppid "$master"); do
+        v=$(awk '/^VmHWM:/ {print $2}' "/proc/$w/status" 2>/dev/null || echo 0)
+        [ "${v:-0}" -gt "$max" ] && max=$v
+    done
+    echo "$max"
+}
+
+SUMMARY=()
+HZ=$(getconf CLK_TCK)
+
+# CPU ticks used so far by the sidecar and every Postgres process
+side_ticks() {
+    local pm pids
+    pm=$(head -1 "$WORK/pg/data/postmaster.pid")
+    pids="$SC $pm $(ps -o pid= --ppid "$pm")"
+    # shellcheck disable=SC2086
+    for p in $pids; do cat "/proc/$p/stat" 2>/dev/null; done \
+        | awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t + 0 }'
+}
+
+# scenario NAME TITLE BODY KEYS CACHE_LINES WARM(0|1)
+scenario() {
+    local name=$1 title=$2 body=$3 keys=$4 cache=$5 warm=$6 p side port
+    echo "bench: scenario $name: $title"
+    gateway_conf "$cache"
+    nginx_start baseline "$BASE_PORT"
+    nginx_start gateway "$GW_PORT"
+    [ "$warm" = 1 ] && warm_keys
+    run_wrk "$WORK/warm.txt" "$BASE_PORT" "$WARMUP" "$body" "$keys"
+    run_wrk "$WORK/warm.txt" "$GW_PORT" "$WARMUP" "$body" "$keys"
+    drain >/dev/null
+    local t0 t1 side_cpu=0 lag=0
+    for ((p = 1; p <= PAIRS; p++)); do
+        run_wrk "$WORK/r-$name-$p-baseline.txt" "$BASE_PORT" "$DUR" "$body" "$keys"
+        t0=$(side_ticks)
+        run_wrk "$WORK/r-$name-$p-gateway.txt" "$GW_PORT" "$DUR" "$body" "$keys"
+        t1=$(side_ticks)
+        side_cpu=$((side_cpu + t1 - t0))
+        lag=$((lag + $(drain)))
+    done
+    # share of one core the sidecar and Postgres took during gateway rounds
+    side_cpu=$((side_cpu * 100 / (HZ * DUR * PAIRS)))
+    local rss_b rss_g
+    rss_b=$(peak_rss baseline)
+    rss_g=$(peak_rss gateway)
+    nginx_stop "$WORK/gateway"
+    nginx_stop "$WORK/baseline"
+    if grep -q '\[alert\]\|\[emerg\]' "$WORK/gateway/error.log"; then
+        echo "bench:   alerts in the gateway's error.log:" >&2
+        grep '\[alert\]\|\[emerg\]' "$WORK/gateway/error.log" | sort | uniq -c \
+            | sort -rn | head -5 >&2
+    fi
+    local line
+    line=$(perl - "$WORK" "$name" "$PAIRS" "$rss_b" "$rss_g" "$side_cpu" "$lag" <<'PERL'
+use strict;
+my ($work, $name, $pairs, $rss_b, $rss_g, $side_cpu, $lag) = @ARGV;
+my %unit = (us => 1, ms => 1e3, s => 1e6, m => 60e6);
+sub parse {
+    my ($f) = @_;
+    open my $fh, '<', $f or die "$f: $!";
+    my %r = (errors => 0);
+    while (<$fh>) {
+        $r{rps} = $1 if /^Requests\/sec:\s+([\d.]+)/;
+        $r{"p$1"} = $2 * $unit{$3} if /^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$/;
+        $r{wrk} = ($1 + $2) / $3 * 100 if /^wrk-cpu ([\d.]+) ([\d.]+) ([\d.]+)/;
+        $r{errors} += $1 if /^\s+Non-2xx or 3xx responses:\s+(\d+)/;
+        $r{errors} += $1 + $2 + $3 + $4
+            if /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/;
+    }
+    defined $r{$_} or die "$f: no $_\n" for qw(rps p50 p99);
+    return \%r;
+}
+sub median {
+    my @s = sort { $a <=> $b } @_;
+    return @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2;
+}
+my (@ratio, %v, $errors, $wrk_max);
+$wrk_max = 0;
+for my $p (1 .. $pairs) {
+    my $b = parse("$work/r-$name-$p-baseline.txt");
+    my $g = parse("$work/r-$name-$p-gateway.txt");
+    push @ratio, $g->{rps} / $b->{rps};
+    for my $k (qw(rps p50 p99)) {
+        push @{ $v{"b$k"} }, $b->{$k};
+        push @{ $v{"g$k"} }, $g->{$k};
+    }
+    $errors += $b->{errors} + $g->{errors};
+    printf STDERR "bench:   pair %d: baseline %6.0f req/s p50 %5.0f us p99 %5.0f us"
+        . " | gateway %6.0f req/s p50 %5.0f us p99 %5.0f us | ratio %.3f"
+        . " | wrk CPU %.0f%%/%.0f%%\n",
+        $p, @{$b}{qw(rps p50 p99)}, @{$g}{qw(rps p50 p99)}, $ratio[-1],
+        $b->{wrk}, $g->{wrk};
+    $wrk_max = $b->{wrk} if $b->{wrk} > $wrk_max;
+}
+my %m = map { $_ => median(@{ $v{$_} }) } keys %v;
+printf "scenario %s: ratio %.3f (gateway %.0f / baseline %.0f req/s)"
+    . ", added p50 %+.0f us, added p99 %+.0f us"
+    . ", worker peak RSS baseline %.1f MB gateway %.1f MB"
+    . ", sidecar+Postgres %d%% of a core, ingest lag %.1f s%s\n",
+    $name, median(@ratio), $m{grps}, $m{brps},
+    $m{gp50} - $m{bp50}, $m{gp99} - $m{bp99}, $rss_b / 1024, $rss_g / 1024,
+    $side_cpu, $lag / 10, $errors ? ", $errors errors" : '';
+print STDERR "bench:   warning: wrk used ${\ int $wrk_max}% of its core in a"
+    . " baseline round: the load generator may limit the baseline\n"
+    if $wrk_max >= 90;
+PERL
+)
+    echo "bench:   $line"
+    SUMMARY+=("$line")
+}
+
+nginx_start mock "$MOCK_PORT"
+echo "bench: bodies $SMALL and $LARGE bytes; $PAIRS pair(s) of ${DUR} s" \
+     "rounds, $CONNS connections"
+
+# conf.d's cache timings for one hot key; for many keys, long enough that
+# nothing expires during the rounds (the warm-up resolves every key)
+CACHE_DEFAULT="    trueport_cache_refresh 500ms;
+    trueport_cache_valid 1s;"
+CACHE_LONG="    trueport_cache_refresh 10m;
+    trueport_cache_valid 20m;"
+
+for s in $SCENARIOS; do
+    case $s in
+    a)
+        scenario a-small "one key, cache hit + rpm + metering + spool, $SMALL-byte body" \
+            "$WORK/body-small.json" "$WORK/keys-one" \
+            "$CACHE_DEFAULT" 0
+        scenario a-large "one key, cache hit + rpm + metering + spool, $LARGE-byte body" \
+            "$WORK/body-large.json" "$WORK/keys-one" \
+            "$CACHE_DEFAULT" 0
+        ;;
+    d)
+        scenario d "$NKEYS keys, a random one per request, $SMALL-byte body" \
+            "$WORK/body-small.json" "$WORK/keys-all" "$CACHE_LONG" 1
+        ;;
+    b) echo "bench: scenario b (policies): TODO" ;;
+    c) echo "bench: scenario c (SSE streams): TODO" ;;
+    *) echo "bench: unknown scenario $s" >&2; exit 2 ;;
+    esac
+done
+
+# every gateway worker has sealed its spool file on exit: wait (bounded)
+# for the ingester, then count what was metered
+for ((i = 0; i < 100; i++)); do
+    ls "$WORK"/spool/*.jsonl >/dev/null 2>&1 || break
+    sleep 0.1
+done
+echo "bench: usage_logs rows metered: $("${PSQL[@]}" -c \
+    "SELECT count(*) FROM usage_logs")"
+echo "bench: summary"
+for l in "${SUMMARY[@]}"; do echo "  $l"; done
+echo "  scenario b (policies): TODO"
+echo "  scenario c (SSE streams): TODO"
