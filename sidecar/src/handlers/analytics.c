@@ -250,7 +250,9 @@ h_analytics_logs(req_t *r)
     " AND created_at < coalesce($3::timestamptz, 'infinity')"             \
     " AND ($4::text IS NULL OR env = $4)"                                 \
     " AND ($5::text IS NULL OR provider = $5)"                            \
-    " AND ($6::uuid IS NULL OR key_id = $6)"
+    " AND ($6::uuid IS NULL OR key_id = $6)"                              \
+    " AND ($7::text IS NULL OR model = $7)"                               \
+    " AND ($8::int IS NULL OR status = $8)"
 
 
 static void
@@ -317,8 +319,10 @@ h_analytics_stats(req_t *r)
     p[3] = f.env;
     p[4] = f.provider;
     p[5] = f.key_id;
+    p[6] = f.model;
+    p[7] = f.status;
 
-    tot = query_filtered(r, "SELECT" STATS_COLS STATS_WHERE, 6, p);
+    tot = query_filtered(r, "SELECT" STATS_COLS STATS_WHERE, 8, p);
     if (tot == NULL) {
         return;
     }
@@ -328,7 +332,7 @@ h_analytics_stats(req_t *r)
                             "SELECT %s AS bucket," STATS_COLS STATS_WHERE
                             " GROUP BY 1 ORDER BY 1 LIMIT 1000",
                             groups[g].expr);
-        ser = query_filtered(r, sql, 6, p);
+        ser = query_filtered(r, sql, 8, p);
         if (ser == NULL) {
             return;
         }
