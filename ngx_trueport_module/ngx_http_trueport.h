@@ -18,6 +18,7 @@
 #include "trueport_record.h"
 #include "trueport_prompt.h"
 #include "trueport_policy.h"
+#include "trueport_model.h"
 
 
 #define TRUEPORT_VERSION                "0.1.0"
@@ -174,6 +175,7 @@ typedef struct {
     ngx_str_t                    args;           /* without "key=" */
     ngx_str_t                    upstream_url;
     ngx_str_t                    credential;
+    ngx_str_t                    deployment;     /* Azure's, in the URL */
 
     /* the limiter's figures for the x-ratelimit-* headers */
     ngx_uint_t                   rl_limit;

@@ -45,6 +45,8 @@ static void ngx_http_trueport_meter_free(void *ctx, void *p);
 static void ngx_http_trueport_meter_cleanup(void *data);
 static const char *ngx_http_trueport_meter_cstr(ngx_pool_t *pool, u_char *s,
     size_t len);
+static const char *ngx_http_trueport_meter_request_model(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -481,6 +483,12 @@ ngx_http_trueport_meter_log_handler(ngx_http_request_t *r)
         rec.usage.total_tokens = -1;
     }
 
+    /* the model actually used is the response's; else the request's */
+
+    if (rec.usage.model[0] == '\0') {
+        rec.model = ngx_http_trueport_meter_request_model(r, ctx);
+    }
+
     rec.ttfb_ms = -1;
 
     if (r->upstream && r->upstream->state
@@ -532,6 +540,98 @@ ngx_http_trueport_meter_log_handler(ngx_http_request_t *r)
     (void) ngx_http_trueport_spool_append(c->log, line, len);
 
     return NGX_OK;
+}
+
+
+/*
+ * The model a request asked for, when its response named none (an error,
+ * a cut-off stream): Gemini's paths and Azure's deployments name it in
+ * the URL, the others in the body's top-level "model".  A body nginx
+ * wrote to a temp file is read back in blocks; this runs only for such
+ * answers, never on the success path.
+ */
+
+#define NGX_HTTP_TRUEPORT_MODEL_READ  (1024 * 1024)
+
+static const char *
+ngx_http_trueport_meter_request_model(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx)
+{
+    off_t                 off, total;
+    u_char               *p, *q, *last;
+    ssize_t               n;
+    ngx_buf_t            *b;
+    ngx_chain_t          *cl;
+    tp_model_scan_t       scan;
+    const char           *model;
+    u_char                block[4096];
+
+    if (ctx->deployment.len && ctx->deployment.len < TP_MODEL_MAX) {
+        return ngx_http_trueport_meter_cstr(r->pool, ctx->deployment.data,
+                                            ctx->deployment.len);
+    }
+
+    /* Gemini: .../models/<model>:<method> */
+
+    p = (ctx->provider == TP_GOOGLE)
+        ? ngx_strnstr(r->uri.data, "/models/", r->uri.len) : NULL;
+
+    if (p != NULL) {
+        p += sizeof("/models/") - 1;
+        last = r->uri.data + r->uri.len;
+
+        for (q = p; q < last && *q != ':' && *q != '/'; q++) {
+            /* void */
+        }
+
+        if (q > p && q - p < TP_MODEL_MAX) {
+            return ngx_http_trueport_meter_cstr(r->pool, p, q - p);
+        }
+    }
+
+    if (r->request_body == NULL) {
+        return NULL;
+    }
+
+    tp_model_scan_init(&scan);
+    total = 0;
+
+    for (cl = r->request_body->bufs; cl && !scan.done; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            if (ngx_buf_in_memory(b)) {
+                tp_model_scan_feed(&scan, b->pos, b->last - b->pos);
+            }
+
+            continue;
+        }
+
+        for (off = b->file_pos;
+             off < b->file_last && !scan.done
+             && total < NGX_HTTP_TRUEPORT_MODEL_READ;
+             off += n, total += n)
+        {
+            n = ngx_read_file(b->file, block,
+                              ngx_min((off_t) sizeof(block),
+                                      b->file_last - off),
+                              off);
+            if (n <= 0) {
+                return NULL;
+            }
+
+            tp_model_scan_feed(&scan, block, n);
+        }
+    }
+
+    model = tp_model_scan_result(&scan);
+
+    if (model == NULL) {
+        return NULL;
+    }
+
+    return ngx_http_trueport_meter_cstr(r->pool, (u_char *) model,
+                                        ngx_strlen(model));
 }
 
 

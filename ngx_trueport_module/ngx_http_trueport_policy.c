@@ -261,6 +261,14 @@ pass:
 
     ctx->passed = 1;
 
+    /*
+     * The upstream closes a body's temp file when it finishes; the meter
+     * may read the request's model from it in the log phase.  The file is
+     * already unlinked, so this only keeps its descriptor until the end.
+     */
+
+    r->main->preserve_body = 1;
+
     return NGX_OK;
 }
 

@@ -305,6 +305,8 @@ ngx_http_trueport_upstream_route(ngx_http_request_t *r,
             return NGX_HTTP_NOT_FOUND;
         }
 
+        ctx->deployment = deployment;     /* the model, for the meter */
+
         if (ctx->key.endpoint.len) {
             base = ctx->key.endpoint;
         }

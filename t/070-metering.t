@@ -290,7 +290,39 @@ ok($no && $no->{completed}, '... sent whole');
 
 
 
-=== TEST 7: exactly once, and the analytics API lists them for the tenant
+=== TEST 7: an answer without a model records the request's model
+The provider fails with no model in its error body: the record takes the
+model the request named (body "model", Gemini's path, Azure's deployment),
+from a body nginx wrote to a temp file too (64 KB, "model" last).
+--- http_config: $TEST_NGINX_GW_HTTP_SPOOL
+--- config: $TEST_NGINX_GW
+--- request eval
+[ @{ main::requests(\%main::plain) },
+  "POST /trueportai-services/openai/v1/chat/completions\n"
+  . '{"messages":[{"role":"user","content":"' . ('x' x 65536)
+  . '"}],"model":"gpt-4.1-from-a-file"}' ]
+--- more_headers
+x-api-key: $TEST_NGINX_KEY
+anthropic-version: 2023-06-01
+x-mock-behavior: status-500
+Content-Type: application/json
+--- error_code eval
+[500, 500, 500, 500, 500]
+--- check
+my @ids = main::ids_of(@main::responses);
+my $by = main::rows_of(@ids);
+my @want = ((map { $main::plain{$_}[2] } @main::P), 'gpt-4.1-from-a-file');
+for my $i (0 .. $#want) {
+    my $r = ($by->{$ids[$i]} || [])->[0] or do { fail("row $i"); next };
+    is($r->{model}, $want[$i], "model of request $i: $want[$i]");
+    is($r->{error_kind}, 'upstream_error', "request $i: upstream_error");
+}
+--- no_error_log
+[alert]
+
+
+
+=== TEST 8: exactly once, and the analytics API lists them for the tenant
 --- http_config: $TEST_NGINX_GW_HTTP_SPOOL
 --- config: $TEST_NGINX_GW
 --- request
