@@ -6,8 +6,16 @@
 #   baseline  nginx proxy_pass to the mock (trueport-proxy.conf without the
 #             trueport variables), upstream keepalive, access_log off
 #   gateway   the same with the module: trueport_zone, trueport_gateway
-#             openai, trueport_resolve_location to a real sidecar and
-#             Postgres, trueport_spool with the sidecar ingesting
+#             openai, trueport_resolve_location and trueport_policy_location
+#             to a real sidecar and Postgres, trueport_spool
+#
+# Ingestion: by default (BENCH_INGEST=defer) the sidecar is paused
+# (SIGSTOP) during each gateway round and drains the round's records
+# between rounds: on this box the servers share one core, and a sidecar
+# plus Postgres ingesting 20k records/s on that same core would take 40% of
+# it from nginx, which on a production machine runs on cores of its own.
+# Scenario "live" is scenario a with the sidecar ingesting during the
+# rounds, to show that cost; the ingestion rate itself is bench/ingest.sh's.
 #
 # Rounds alternate baseline and gateway (A B A B ...) after a warm-up; wrk
 # runs pinned to the last core, everything else to the others.  Per
@@ -15,16 +23,28 @@
 # (wrk --latency), peak RSS of the nginx workers (VmHWM).
 #
 # Scenarios
-#   a    one key: cache hit + rpm limiter + metering + spool
-#   d    BENCH_KEYS (100000) keys, a random one per request; the cache
-#        timings are long and a warm-up pass resolves every key first, so
-#        the rounds measure the hot path with that many keys in the zone
-#   b    policies: TODO
-#   c    SSE streams: TODO
+#   a    one key: cache hit + rpm limiter + metering + spool, with the
+#        ~400-byte and the ~2 KB body (a-small, a-large)
+#   b    a-large plus 5 policy rules of the key's tenant (a regex, a
+#        50-word keyword list, three PII rules over all seven detectors):
+#        the body is read and the prompt checked on every request (nothing
+#        matches, so nothing is refused or rewritten)
+#   c    SSE: the mock streams a chat.completion.chunk answer (14 events,
+#        usage in the last) and the meter parses it as a stream
+#   d    BENCH_KEYS (100000) keys, a random one per request; a warm-up pass
+#        resolves every key first, so the rounds measure the hot path with
+#        that many keys in the zone
+#   live a-small with the sidecar ingesting during the gateway rounds
+# Cache timings are long (nothing expires in a round: the sidecar may be
+# paused); the refresh path is the tests' business, not the benchmark's.
 #
 # Environment: BENCH_SECONDS (10) per round, BENCH_PAIRS (3), BENCH_WARMUP
 # (3 s), BENCH_CONNECTIONS (64), BENCH_KEYS (100000), BENCH_SCENARIOS
-# ("a d"), BENCH_WORKERS (cores - 1), BENCH_ZONE (64m).
+# ("a b c d live"), BENCH_INGEST (defer|live), BENCH_WORKERS (cores - 1), BENCH_ZONE (64m), BENCH_PERF (a
+# folder: `perf record -g` of each nginx's workers during the last pair,
+# perf-<scenario>-<baseline|gateway>.data, for `perf report -i`; with
+# BENCH_PERF_STAT=1 `perf stat -e task-clock` instead: the workers' CPU
+# time per request, in stat-<scenario>-<baseline|gateway>.txt).
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
@@ -33,7 +53,8 @@ PAIRS=${BENCH_PAIRS:-3}
 WARMUP=${BENCH_WARMUP:-3}
 CONNS=${BENCH_CONNECTIONS:-64}
 NKEYS=${BENCH_KEYS:-100000}
-SCENARIOS=${BENCH_SCENARIOS:-a d}
+SCENARIOS=${BENCH_SCENARIOS:-a b c d live}
+INGEST=${BENCH_INGEST:-defer}
 ZONE=${BENCH_ZONE:-64m}
 # BENCH_SPOOL=0: no trueport_spool (to see what metering costs)
 SPOOL=${BENCH_SPOOL:-1}
@@ -141,6 +162,38 @@ perl -MDigest::SHA=sha256_hex -MMIME::Base64 -e '
   | "${PSQL[@]}" -c "COPY api_keys (tenant_id, name, prefix, key_hash, env,
                      rpm, created_by) FROM STDIN"
 head -1 "$WORK/keys-all" >"$WORK/keys-one"
+
+# scenario b's tenant: its own key and five rules the prompt does not match
+# (a block would make every request a 403, a redaction rewrite every body)
+perl -MDigest::SHA=sha256_hex -MMIME::Base64 -e '
+    open my $r, "<:raw", "/dev/urandom" or die;
+    read($r, my $raw, 32) == 32 or die;
+    my $key = "sk-" . (encode_base64($raw, "") =~ tr{+/}{-_}r =~ s/=+$//r);
+    print "$key ", sha256_hex($key), "\n";' >"$WORK/policy-key"
+read -r PKEY PHASH <"$WORK/policy-key"
+echo "$PKEY" >"$WORK/keys-policy"
+WORDS=$(perl -e 'print join ",", map { qq("codeword$_") } 1 .. 50')
+"${PSQL[@]}" <<SQL >/dev/null
+WITH t AS (INSERT INTO tenants (name, slug, status, created_by)
+           VALUES ('Bench policies', 'bench-policies', 'active', '$UID_')
+           RETURNING id),
+     s AS (INSERT INTO subscriptions (tenant_id, plan_id)
+           SELECT id, 'bench' FROM t),
+     k AS (INSERT INTO api_keys (tenant_id, name, prefix, key_hash, env, rpm,
+                                 created_by)
+           SELECT id, 'bench policies', substr('$PKEY', 1, 8), '$PHASH',
+                  'production', 10000000, '$UID_' FROM t)
+INSERT INTO policies (tenant_id, name, type, config, action, priority)
+SELECT t.id, v.name, v.type, v.config::jsonb, v.action, v.priority
+FROM t, (VALUES
+    ('ticket ids', 'regex', '{"patterns": ["(?i)\\\\bticket-\\\\d{6}\\\\b"]}', 'log', 10),
+    ('codewords', 'keywords', '{"keywords": [$WORDS]}', 'block', 20),
+    ('contact data', 'pii', '{"detectors": ["email", "phone"]}', 'redact', 30),
+    ('payment and ids', 'pii', '{"detectors": ["credit_card", "ssn", "iban", "ipv4"]}', 'block', 40),
+    ('credentials', 'pii', '{"detectors": ["secrets"]}', 'block', 50)
+) AS v (name, type, config, action, priority);
+SQL
+echo "bench: $("${PSQL[@]}" -c "SELECT count(*) FROM policies") policy rules for scenario b"
 "${PSQL[@]}" -c "ANALYZE api_keys"
 echo "bench: $("${PSQL[@]}" -c "SELECT count(*) FROM api_keys") keys in Postgres"
 
@@ -214,10 +267,28 @@ nginx_start() {    # nginx_start NAME PORT
     wait_port "$2" 10 || { tail "$d/error.log"; exit 1; }
 }
 
+# an OpenAI stream: role, twelve content deltas, finish, usage, [DONE]
+SSE=$(perl -e '
+    my $h = q("id":"chatcmpl-bench0002","object":"chat.completion.chunk","created":1764180000,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_bench");
+    my @e = (qq({$h,"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"usage":null}));
+    push @e, qq({$h,"choices":[{"index":0,"delta":{"content":"$_ "},"logprobs":null,"finish_reason":null}],"usage":null})
+        for qw(Reusing connections avoids a TCP and TLS handshake per request which);
+    push @e, qq({$h,"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null});
+    push @e, qq({$h,"choices":[],"usage":{"prompt_tokens":52,"completion_tokens":12,"total_tokens":64,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}});
+    print map({ "data: $_\n\n" } @e), "data: [DONE]\n\n";')
+
 nginx_conf mock 1 0 "
     server {
         listen 127.0.0.1:$MOCK_PORT;
-        location / { return 200 '$RESPONSE'; }
+        location / {
+            if (\$http_x_bench_sse) { rewrite ^ /__sse last; }
+            return 200 '$RESPONSE';
+        }
+        location = /__sse {
+            internal;
+            default_type text/event-stream;
+            return 200 '$SSE';
+        }
     }"
 
 # the baseline proxies the way trueport-proxy.conf does, with the module's
@@ -252,6 +323,24 @@ $1
         listen 127.0.0.1:$GW_PORT;
 
         trueport_resolve_location /_trueport/resolve;
+        trueport_policy_location /_trueport/policies;
+        trueport_policy_max_body 1m;
+
+        location = /_trueport/policies {
+            internal;
+            proxy_pass http://trueport_sidecar/internal/v1/policies\$is_args\$args;
+            proxy_pass_request_body off;
+            proxy_pass_request_headers off;
+            proxy_http_version 1.1;
+            proxy_set_header Content-Length \"\";
+            proxy_set_header Connection \"\";
+            proxy_set_header X-TruePort-Internal-Token \"$TRUEPORT_INTERNAL_TOKEN\";
+            proxy_connect_timeout 1s;
+            proxy_send_timeout 1s;
+            proxy_read_timeout 2s;
+            proxy_next_upstream off;
+            subrequest_output_buffer_size 1m;
+        }
 
         location = /_trueport/resolve {
             internal;
@@ -261,7 +350,7 @@ $1
             proxy_http_version 1.1;
             proxy_set_header Content-Length \"\";
             proxy_set_header Connection \"\";
-            proxy_set_header X-Request-Id \$request_id;
+            proxy_set_header X-Request-Id \$trueport_request_id;
             proxy_set_header X-TruePort-Internal-Token \"$TRUEPORT_INTERNAL_TOKEN\";
             proxy_connect_timeout 1s;
             proxy_send_timeout 1s;
@@ -305,13 +394,23 @@ run_wrk() {
     fi
 }
 
-# waits (at most 60 s) until the ingester has taken every sealed spool
-# file; prints the tenths of a second it took
+# waits (at most 60 s) until the ingester has caught up: no sealed spool
+# file left, no backlog in the sidecar's /health (figures of its last
+# pass) and usage_logs no longer growing over three polls; prints the
+# tenths of a second it took
 drain() {
-    local i
-    for ((i = 0; i < 600; i++)); do
-        ls "$WORK"/spool/*.jsonl >/dev/null 2>&1 || break
-        sleep 0.1
+    local i n last=-1 still=0
+    for ((i = 0; i < 600; i += 2)); do
+        n=$("${PSQL[@]}" -c "SELECT count(*) FROM usage_logs")
+        if [ "$n" = "$last" ]; then still=$((still + 1)); else still=0; fi
+        last=$n
+        if [ "$still" -ge 3 ] && ! ls "$WORK"/spool/*.jsonl >/dev/null 2>&1 \
+           && curl -s "http://127.0.0.1:$SC_PORT/health" \
+              | grep -q '"backlog_records":0[,}]'
+        then
+            break
+        fi
+        sleep 0.2
     done
     echo "$i"
 }
@@ -338,6 +437,31 @@ peak_rss() {    # peak_rss NAME: the largest VmHWM of its workers, in kB
     echo "$max"
 }
 
+# perf_start NAME SCENARIO: profiles that nginx's workers until perf_stop
+PERF=
+perf_start() {
+    [ -n "${BENCH_PERF:-}" ] || return 0
+    local pids
+    pids=$(ps -o pid= --ppid "$(cat "$WORK/$1/nginx.pid")" | paste -sd, | tr -d ' ')
+    mkdir -p "$BENCH_PERF"
+    if [ "${BENCH_PERF_STAT:-0}" = 1 ]; then
+        # the workers' CPU time per request: steadier than throughput on a
+        # busy machine (no hardware counters in a VM)
+        perf stat -e task-clock -p "$pids" \
+            -o "$BENCH_PERF/stat-$2-$1.txt" >/dev/null 2>&1 &
+    else
+        perf record -q --call-graph "${BENCH_PERF_CALLGRAPH:-fp}" -F 999 \
+            -p "$pids" -o "$BENCH_PERF/perf-$2-$1.data" >/dev/null 2>&1 &
+    fi
+    PERF=$!
+}
+perf_stop() {
+    [ -n "$PERF" ] || return 0
+    kill -INT "$PERF" 2>/dev/null || true
+    wait "$PERF" 2>/dev/null || true
+    PERF=
+}
+
 SUMMARY=()
 HZ=$(getconf CLK_TCK)
 
@@ -351,23 +475,31 @@ side_ticks() {
         | awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t + 0 }'
 }
 
-# scenario NAME TITLE BODY KEYS CACHE_LINES WARM(0|1)
+# scenario NAME TITLE BODY KEYS WARM(0|1) INGEST(defer|live) [sse]
 scenario() {
-    local name=$1 title=$2 body=$3 keys=$4 cache=$5 warm=$6 p side port
+    local name=$1 title=$2 body=$3 keys=$4 warm=$5 ingest=$6 p
+    shift 6
+    local wargs=(random 0 "$@")
     echo "bench: scenario $name: $title"
-    gateway_conf "$cache"
+    gateway_conf "$CACHE_LONG"
     nginx_start baseline "$BASE_PORT"
     nginx_start gateway "$GW_PORT"
     [ "$warm" = 1 ] && warm_keys
-    run_wrk "$WORK/warm.txt" "$BASE_PORT" "$WARMUP" "$body" "$keys"
-    run_wrk "$WORK/warm.txt" "$GW_PORT" "$WARMUP" "$body" "$keys"
+    run_wrk "$WORK/warm.txt" "$BASE_PORT" "$WARMUP" "$body" "$keys" "${wargs[@]}"
+    run_wrk "$WORK/warm.txt" "$GW_PORT" "$WARMUP" "$body" "$keys" "${wargs[@]}"
     drain >/dev/null
     local t0 t1 side_cpu=0 lag=0
     for ((p = 1; p <= PAIRS; p++)); do
-        run_wrk "$WORK/r-$name-$p-baseline.txt" "$BASE_PORT" "$DUR" "$body" "$keys"
+        [ "$p" = "$PAIRS" ] && perf_start baseline "$name"
+        run_wrk "$WORK/r-$name-$p-baseline.txt" "$BASE_PORT" "$DUR" "$body" "$keys" "${wargs[@]}"
+        perf_stop
+        [ "$p" = "$PAIRS" ] && perf_start gateway "$name"
+        [ "$ingest" = defer ] && kill -STOP "$SC"
         t0=$(side_ticks)
-        run_wrk "$WORK/r-$name-$p-gateway.txt" "$GW_PORT" "$DUR" "$body" "$keys"
+        run_wrk "$WORK/r-$name-$p-gateway.txt" "$GW_PORT" "$DUR" "$body" "$keys" "${wargs[@]}"
         t1=$(side_ticks)
+        [ "$ingest" = defer ] && kill -CONT "$SC"
+        perf_stop
         side_cpu=$((side_cpu + t1 - t0))
         lag=$((lag + $(drain)))
     done
@@ -384,9 +516,9 @@ scenario() {
             | sort -rn | head -5 >&2
     fi
     local line
-    line=$(perl - "$WORK" "$name" "$PAIRS" "$rss_b" "$rss_g" "$side_cpu" "$lag" <<'PERL'
+    line=$(perl - "$WORK" "$name" "$PAIRS" "$rss_b" "$rss_g" "$side_cpu" "$lag" "$ingest" <<'PERL'
 use strict;
-my ($work, $name, $pairs, $rss_b, $rss_g, $side_cpu, $lag) = @ARGV;
+my ($work, $name, $pairs, $rss_b, $rss_g, $side_cpu, $lag, $ingest) = @ARGV;
 my %unit = (us => 1, ms => 1e3, s => 1e6, m => 60e6);
 sub parse {
     my ($f) = @_;
@@ -428,11 +560,29 @@ for my $p (1 .. $pairs) {
 my %m = map { $_ => median(@{ $v{$_} }) } keys %v;
 printf "scenario %s: ratio %.3f (gateway %.0f / baseline %.0f req/s)"
     . ", added p50 %+.0f us, added p99 %+.0f us"
-    . ", worker peak RSS baseline %.1f MB gateway %.1f MB"
-    . ", sidecar+Postgres %d%% of a core, ingest lag %.1f s%s\n",
+    . ", worker peak RSS baseline %.1f MB gateway %.1f MB, %s%s\n",
     $name, median(@ratio), $m{grps}, $m{brps},
     $m{gp50} - $m{bp50}, $m{gp99} - $m{bp99}, $rss_b / 1024, $rss_g / 1024,
-    $side_cpu, $lag / 10, $errors ? ", $errors errors" : '';
+    $ingest eq 'live'
+        ? sprintf("ingesting live: sidecar+Postgres %d%% of a core", $side_cpu)
+        : sprintf("ingestion deferred: %.1f s to drain %d rounds", $lag / 10, $pairs),
+    $errors ? ", $errors errors" : '';
+# BENCH_PERF_STAT: the workers' CPU time per request in the last pair
+if (my $dir = $ENV{BENCH_PERF_STAT} && $ENV{BENCH_PERF}) {
+    my %us;
+    for my $who (qw(baseline gateway)) {
+        my ($n, $ms) = (0, 0);
+        open my $w, '<', "$work/r-$name-$pairs-$who.txt" or next;
+        while (<$w>) { $n = $1 if /^\s*(\d+) requests in/ }
+        open my $f, '<', "$ENV{BENCH_PERF}/stat-$name-$who.txt" or next;
+        while (<$f>) { $ms = $1 =~ tr/,//dr if /^\s*([\d,.]+)\s+msec task-clock/ }
+        $us{$who} = $n ? $ms * 1000 / $n : 0;
+    }
+    printf STDERR "bench:   worker CPU per request: baseline %.2f us,"
+        . " gateway %.2f us (+%.2f us)\n",
+        $us{baseline}, $us{gateway}, $us{gateway} - $us{baseline}
+        if $us{baseline} && $us{gateway};
+}
 print STDERR "bench:   warning: wrk used ${\ int $wrk_max}% of its core in a"
     . " baseline round: the load generator may limit the baseline\n"
     if $wrk_max >= 90;
@@ -446,10 +596,8 @@ nginx_start mock "$MOCK_PORT"
 echo "bench: bodies $SMALL and $LARGE bytes; $PAIRS pair(s) of ${DUR} s" \
      "rounds, $CONNS connections"
 
-# conf.d's cache timings for one hot key; for many keys, long enough that
-# nothing expires during the rounds (the warm-up resolves every key)
-CACHE_DEFAULT="    trueport_cache_refresh 500ms;
-    trueport_cache_valid 1s;"
+# nothing expires during a round (the sidecar may be paused); the warm-up
+# resolves the keys and loads scenario b's rules
 CACHE_LONG="    trueport_cache_refresh 10m;
     trueport_cache_valid 20m;"
 
@@ -457,18 +605,26 @@ for s in $SCENARIOS; do
     case $s in
     a)
         scenario a-small "one key, cache hit + rpm + metering + spool, $SMALL-byte body" \
-            "$WORK/body-small.json" "$WORK/keys-one" \
-            "$CACHE_DEFAULT" 0
+            "$WORK/body-small.json" "$WORK/keys-one" 0 "$INGEST"
         scenario a-large "one key, cache hit + rpm + metering + spool, $LARGE-byte body" \
-            "$WORK/body-large.json" "$WORK/keys-one" \
-            "$CACHE_DEFAULT" 0
+            "$WORK/body-large.json" "$WORK/keys-one" 0 "$INGEST"
+        ;;
+    b)
+        scenario b "a-large + 5 policy rules checked on every prompt, $LARGE-byte body" \
+            "$WORK/body-large.json" "$WORK/keys-policy" 0 "$INGEST"
+        ;;
+    c)
+        scenario c "one key, SSE answers (14 events) metered as streams, $SMALL-byte body" \
+            "$WORK/body-small.json" "$WORK/keys-one" 0 "$INGEST" sse
         ;;
     d)
         scenario d "$NKEYS keys, a random one per request, $SMALL-byte body" \
-            "$WORK/body-small.json" "$WORK/keys-all" "$CACHE_LONG" 1
+            "$WORK/body-small.json" "$WORK/keys-all" 1 "$INGEST"
         ;;
-    b) echo "bench: scenario b (policies): TODO" ;;
-    c) echo "bench: scenario c (SSE streams): TODO" ;;
+    live)
+        scenario live "a-small with the sidecar ingesting during the rounds" \
+            "$WORK/body-small.json" "$WORK/keys-one" 0 live
+        ;;
     *) echo "bench: unknown scenario $s" >&2; exit 2 ;;
     esac
 done
@@ -483,5 +639,3 @@ echo "bench: usage_logs rows metered: $("${PSQL[@]}" -c \
     "SELECT count(*) FROM usage_logs")"
 echo "bench: summary"
 for l in "${SUMMARY[@]}"; do echo "  $l"; done
-echo "  scenario b (policies): TODO"
-echo "  scenario c (SSE streams): TODO"

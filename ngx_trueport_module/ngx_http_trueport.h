@@ -278,6 +278,9 @@ extern ngx_str_t  ngx_http_trueport_provider_names[];
 /* ngx_http_trueport_filter.c */
 
 ngx_int_t ngx_http_trueport_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_trueport_request_id_init(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_trueport_request_id_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 /* ngx_http_trueport_meter.c */
 

@@ -17,6 +17,7 @@ static void *ngx_http_trueport_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_trueport_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_trueport_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_trueport_init_process(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_http_trueport_commands[] = {
@@ -138,7 +139,7 @@ ngx_module_t  ngx_http_trueport_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     ngx_http_trueport_meter_init_module,   /* init module */
-    ngx_http_trueport_meter_init_process,  /* init process */
+    ngx_http_trueport_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_trueport_meter_exit_process,  /* exit process */
@@ -324,7 +325,7 @@ ngx_http_trueport_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    ngx_str_set(&name, "request_id");
+    ngx_str_set(&name, "trueport_request_id");
 
     tmcf->request_id_index = ngx_http_get_variable_index(cf, &name);
     if (tmcf->request_id_index == NGX_ERROR) {
@@ -404,4 +405,15 @@ ngx_http_trueport_send_json(ngx_http_request_t *r, ngx_uint_t status,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_trueport_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_trueport_request_id_init(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_trueport_meter_init_process(cycle);
 }

@@ -101,6 +101,10 @@ static ngx_http_variable_t  ngx_http_trueport_vars[] = {
       ngx_http_trueport_cache_status_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    /* cacheable: one id per request, shared with its subrequests */
+    { ngx_string("trueport_request_id"), NULL,
+      ngx_http_trueport_request_id_variable, 0, 0, 0 },
+
       ngx_http_null_variable
 };
 

@@ -2,7 +2,6 @@
  * cut to a bounded length, so a record always fits in TP_RECORD_MAX. */
 #include "trueport_record.h"
 
-#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -31,11 +30,13 @@ put_lit(out_t *o, const char *s)
 }
 
 
+/* JSON string bytes: runs that need no escape are copied at once */
 static void
 put_str(out_t *o, const char *key, const char *s, size_t n, size_t max)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t            i;
+    size_t            i, j;
+    unsigned char     c;
     char              esc[6];
 
     put(o, ",\"", 2);
@@ -52,20 +53,27 @@ put_str(out_t *o, const char *key, const char *s, size_t n, size_t max)
             n--;
         }
     }
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char) s[i];
-
+    for (i = 0; i < n; i = j + 1) {
+        for (j = i; j < n; j++) {
+            c = (unsigned char) s[j];
+            if (c < 0x20 || c == '"' || c == '\\' || c == 0x7f) {
+                break;
+            }
+        }
+        put(o, s + i, j - i);
+        if (j == n) {
+            break;
+        }
+        c = (unsigned char) s[j];
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char) c;
             put(o, esc, 2);
-        } else if (c < 0x20 || c == 0x7f) {
+        } else {
             memcpy(esc, "\\u00", 4);
             esc[4] = hex[c >> 4];
             esc[5] = hex[c & 15];
             put(o, esc, 6);
-        } else {
-            put(o, (const char *) &s[i], 1);
         }
     }
     put(o, "\"", 1);
@@ -79,17 +87,31 @@ put_cstr(out_t *o, const char *key, const char *s, size_t max)
 }
 
 
+/* decimal digits without snprintf (a third of a record's cost) */
+static void
+put_uint(out_t *o, uint64_t v)
+{
+    char    b[20];
+    size_t  i = sizeof(b);
+
+    do {
+        b[--i] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(o, b + i, sizeof(b) - i);
+}
+
+
 static void
 put_int(out_t *o, const char *key, int64_t v)
 {
-    char b[48];
-    int  n;
-
     if (v < 0) {
         return;                      /* unknown: absent */
     }
-    n = snprintf(b, sizeof(b), ",\"%s\":%lld", key, (long long) v);
-    put(o, b, (size_t) n);
+    put(o, ",\"", 2);
+    put(o, key, strlen(key));
+    put(o, "\":", 2);
+    put_uint(o, (uint64_t) v);
 }
 
 
@@ -97,12 +119,9 @@ size_t
 tp_record_usage(char *buf, size_t cap, const tp_usage_rec_t *r)
 {
     out_t o = { buf, 0, cap, 0 };
-    char  b[64];
-    int   n;
 
-    n = snprintf(b, sizeof(b), "{\"v\":1,\"type\":\"usage\",\"ts\":%lld",
-                 (long long) r->ts_ms);
-    put(&o, b, (size_t) n);
+    put_lit(&o, "{\"v\":1,\"type\":\"usage\",\"ts\":");
+    put_uint(&o, r->ts_ms > 0 ? (uint64_t) r->ts_ms : 0);
     put_cstr(&o, "request_id", r->request_id, 64);
     put_cstr(&o, "tenant_id", r->tenant_id, 36);
     put_cstr(&o, "key_id", r->key_id, 36);
@@ -135,12 +154,9 @@ size_t
 tp_record_violation(char *buf, size_t cap, const tp_violation_rec_t *v)
 {
     out_t o = { buf, 0, cap, 0 };
-    char  b[64];
-    int   n;
 
-    n = snprintf(b, sizeof(b), "{\"v\":1,\"type\":\"violation\",\"ts\":%lld",
-                 (long long) v->ts_ms);
-    put(&o, b, (size_t) n);
+    put_lit(&o, "{\"v\":1,\"type\":\"violation\",\"ts\":");
+    put_uint(&o, v->ts_ms > 0 ? (uint64_t) v->ts_ms : 0);
     put_cstr(&o, "id", v->id, 36);
     put_cstr(&o, "request_id", v->request_id, 64);
     put_cstr(&o, "tenant_id", v->tenant_id, 36);

@@ -25,7 +25,7 @@ gw_env(
     KEY => $KEY,
     ONE => $ONE,
     REPLY => $REPLY,
-    GW_ECHO => gw_locations(extra => 'add_header X-Echo-Id $request_id always;'),
+    GW_ECHO => gw_locations(extra => 'add_header X-Echo-Id $trueport_request_id always;'),
 );
 
 our %stream = (
@@ -181,7 +181,7 @@ Content-Encoding: gzip
 
 
 
-=== TEST 6: x-trueport-request-id is the request's $request_id, on every kind of answer
+=== TEST 6: x-trueport-request-id is the request's $trueport_request_id, on every kind of answer
 --- http_config: $TEST_NGINX_GW_HTTP
 --- config: $TEST_NGINX_GW_ECHO
 --- request eval
@@ -199,7 +199,7 @@ my %seen;
 for my $r (@main::responses) {
     my $id = $r->{headers}{'x-trueport-request-id'} // '';
     like($id, qr/^[0-9a-f]{32}$/, "$r->{status}: has the request id");
-    is($id, $r->{headers}{'x-echo-id'}, "$r->{status}: it is \$request_id");
+    is($id, $r->{headers}{'x-echo-id'}, "$r->{status}: it is \$trueport_request_id");
     $seen{$id}++;
 }
 is(scalar keys %seen, 5, 'one id per request');

@@ -209,6 +209,41 @@ main(void)
     r = RUNS(TP_OPENAI, 1, ": keep-alive comment\n\nevent: x\ndata:{\"usage\":{\"prompt_tokens\":2}}\n\n");
     is_int(r.input_tokens, 2, "sse: comments and data: without a space");
 
+    /* the tokenizer (trueport_usage.c is its own JSON reader) */
+    r = RUNS(TP_OPENAI, 0, "{\"\\u0075sage\":{\"prompt_tokens\":8},\"mo\\u0064el\":\"g\\u00e9-\\\"q\\\"\"}");
+    ok(r.input_tokens == 8 && strcmp(r.model, "g\xc3\xa9-\"q\"") == 0,
+       "escaped keys and model decoded (\\u, \\\")");
+    r = RUNS(TP_OPENAI, 0, "{\"choices\":[{\"text\":\"\\\"usage\\\":{\\\"prompt_tokens\\\":1}\"}],"
+                           "\"usage\" : { \"prompt_tokens\" : 3 , \"x\" : [ true , false , null , -1.5e3 ] } }");
+    is_int(r.input_tokens, 3, "a lookalike inside a string is text; spaces, literals, numbers");
+    r = RUNS(TP_OPENAI, 0, "{\"usage\":{\"prompt_tokens\":7}} trailing");
+    is_int(r.input_tokens, 7, "bytes after the document are not read");
+    r = RUNS(TP_OPENAI, 0, "{\"usage\":{\"prompt_tokens\":7,}}");
+    is_int(r.input_tokens, 7, "a value seen before a syntax error stays");
+    r = RUNS(TP_OPENAI, 0, "{\"usage\" {\"prompt_tokens\":7}}");
+    is_int(r.input_tokens, -1, "no colon: not JSON, nothing");
+    r = RUNS(TP_OPENAI, 0, "{\"usage\":{\"prompt_tokens\":7]}");
+    is_int(r.input_tokens, 7, "a mismatched bracket ends the document");
+    r = RUNS(TP_OPENAI, 0, "{\"model\":\"bad \\q escape\"}");
+    is_str(r.model, "", "an invalid escape fails the document");
+    r = RUNS(TP_OPENAI, 0, "{\"usage\":{\"prompt_tokens\":12");
+    is_int(r.input_tokens, 12, "a number at the very end of a cut body counts");
+    r = RUNS(TP_OPENAI, 0, "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":1,"
+                           "\"usage\":{\"prompt_tokens\":2}}");
+    is_int(r.input_tokens, 2, "a key longer than the path buffer is skipped");
+    every_split("escapes and literals", TP_OPENAI, 0,
+                "{\"\\u0075sage\":{\"prompt_tokens\":8,\"x\":[true,null,-1.5e3]},\"model\":\"a\\u00e9\\\"b\"}");
+
+    r = RUNS(TP_OPENAI, 1, "data: {\"model\":\"m1\",\"usage\":null,\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\r\n\r\n"
+                           "data: {\"model\":\"m1\",\"usage\":null,\"choices\":[]}\r\n\r\n"
+                           "data: {\"model\":\"m1\",\"choices\":[],\"usage\" :\t{\"prompt_tokens\":4,\"completion_tokens\":2}}\r\n\r\n"
+                           "data: [DONE]\r\n\r\n");
+    ok(r.input_tokens == 4 && r.output_tokens == 2 && strcmp(r.model, "m1") == 0,
+       "sse: deltas skipped, a spaced usage object and CRLF lines still read");
+    every_split("sse with skipped deltas", TP_OPENAI, 1,
+                "data: {\"model\":\"m1\",\"usage\":null}\n\ndata: {\"usage\":null,\"x\":1}\n\n"
+                "data: {\"usage\": {\"prompt_tokens\":4}}\n\ndata: {\"usage\":null}\n\n");
+
     ok(tp_provider_parse("google", 6) == TP_GOOGLE, "provider names parse");
     ok(tp_provider_parse("googl", 5) == -1, "unknown provider name");
 
