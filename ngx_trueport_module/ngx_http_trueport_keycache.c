@@ -18,8 +18,13 @@
 #define NGX_HTTP_TRUEPORT_EXPIRE_MAX       16
 
 
+/* an LRU position younger than this is not moved on a hit (fewer writes
+ * to shared cache lines; the order is exact to this much) */
+#define NGX_HTTP_TRUEPORT_LRU_DELAY        1000
+
+
 typedef struct {
-    u_char                       color;
+    ngx_http_trueport_hnode_t    hnode;           /* hash: of hash[] */
     u_char                       status;          /* TP_KEY_* */
     u_char                       provider;
     u_char                       refreshing;
@@ -28,6 +33,7 @@ typedef struct {
     u_short                      endpoint_len;
     u_short                      size;            /* of data[] */
     ngx_queue_t                  queue;
+    ngx_msec_t                   used;            /* moved in the queue */
     ngx_msec_t                   fetched;
     ngx_msec_t                   refresh_start;
     time_t                       expires_at;
@@ -182,8 +188,11 @@ ngx_http_trueport_keycache_lookup(ngx_http_request_t *r,
         goto miss;
     }
 
-    ngx_queue_remove(&kn->queue);
-    ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
+    if (now - kn->used >= NGX_HTTP_TRUEPORT_LRU_DELAY) {
+        kn->used = now;
+        ngx_queue_remove(&kn->queue);
+        ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
+    }
 
     age = (ngx_msec_int_t) (now - kn->fetched);
     if (age < 0) {
@@ -572,98 +581,43 @@ ngx_http_trueport_answer_of(ngx_http_request_t *sr, ngx_int_t rc,
 }
 
 
+static uint32_t
+ngx_http_trueport_keycache_hash32(u_char *hash, ngx_uint_t provider)
+{
+    uint32_t  h;
+
+    ngx_memcpy(&h, hash, sizeof(uint32_t));
+
+    return h ^ (uint32_t) provider;
+}
+
+
 static ngx_http_trueport_key_node_t *
 ngx_http_trueport_keycache_find_locked(ngx_http_trueport_shctx_t *sh,
     u_char *hash, ngx_uint_t provider)
 {
-    ngx_int_t                      rc;
-    ngx_rbtree_key_t               k;
-    ngx_rbtree_node_t             *node, *sentinel;
+    uint32_t                       h;
+    ngx_http_trueport_hnode_t     *n;
     ngx_http_trueport_key_node_t  *kn;
 
-    ngx_memcpy(&k, hash, sizeof(ngx_rbtree_key_t));
-    k ^= provider;
+    h = ngx_http_trueport_keycache_hash32(hash, provider);
 
-    node = sh->rbtree.root;
-    sentinel = sh->rbtree.sentinel;
+    for (n = ngx_http_trueport_hash_first(&sh->keys, h); n; n = n->next) {
 
-    while (node != sentinel) {
-
-        if (k < node->key) {
-            node = node->left;
+        if (n->hash != h) {
             continue;
         }
 
-        if (k > node->key) {
-            node = node->right;
-            continue;
-        }
+        kn = (ngx_http_trueport_key_node_t *) n;
 
-        /* k == node->key */
-
-        kn = (ngx_http_trueport_key_node_t *) &node->color;
-
-        rc = ngx_memcmp(hash, kn->hash, NGX_HTTP_TRUEPORT_HASH_LEN);
-
-        if (rc == 0) {
-            rc = (ngx_int_t) provider - (ngx_int_t) kn->provider;
-        }
-
-        if (rc == 0) {
+        if (kn->provider == provider
+            && ngx_memcmp(hash, kn->hash, NGX_HTTP_TRUEPORT_HASH_LEN) == 0)
+        {
             return kn;
         }
-
-        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
-}
-
-
-void
-ngx_http_trueport_keycache_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_int_t                      rc;
-    ngx_rbtree_node_t            **p;
-    ngx_http_trueport_key_node_t  *kn, *knt;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-
-            p = &temp->right;
-
-        } else { /* node->key == temp->key */
-
-            kn = (ngx_http_trueport_key_node_t *) &node->color;
-            knt = (ngx_http_trueport_key_node_t *) &temp->color;
-
-            rc = ngx_memcmp(kn->hash, knt->hash, NGX_HTTP_TRUEPORT_HASH_LEN);
-
-            if (rc == 0) {
-                rc = (ngx_int_t) kn->provider - (ngx_int_t) knt->provider;
-            }
-
-            p = (rc < 0) ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
 }
 
 
@@ -720,7 +674,6 @@ ngx_http_trueport_keycache_store(ngx_http_trueport_main_conf_t *tmcf,
 {
     u_char                        *p;
     size_t                         len, size;
-    ngx_rbtree_node_t             *node;
     ngx_http_trueport_zone_t      *zone;
     ngx_http_trueport_key_node_t  *kn;
 
@@ -733,38 +686,29 @@ ngx_http_trueport_keycache_store(ngx_http_trueport_main_conf_t *tmcf,
     kn = ngx_http_trueport_keycache_find_locked(zone->sh, hash, provider);
 
     if (kn && kn->size < len) {
-        node = (ngx_rbtree_node_t *)
-                   ((u_char *) kn - offsetof(ngx_rbtree_node_t, color));
-
         ngx_queue_remove(&kn->queue);
-        ngx_rbtree_delete(&zone->sh->rbtree, node);
-        ngx_slab_free_locked(zone->shpool, node);
+        ngx_http_trueport_hash_delete(&zone->sh->keys, &kn->hnode);
+        ngx_slab_free_locked(zone->shpool, kn);
         zone->sh->entries--;
 
         kn = NULL;
     }
 
     if (kn == NULL) {
-        size = offsetof(ngx_rbtree_node_t, color)
-               + offsetof(ngx_http_trueport_key_node_t, data)
-               + len;
+        size = offsetof(ngx_http_trueport_key_node_t, data) + len;
 
-        node = ngx_http_trueport_zone_alloc_locked(tmcf, size, 0);
-        if (node == NULL) {
+        kn = ngx_http_trueport_zone_alloc_locked(tmcf, size, 0);
+        if (kn == NULL) {
             ngx_shmtx_unlock(&zone->shpool->mutex);
             return NGX_ERROR;
         }
 
-        ngx_memcpy(&node->key, hash, sizeof(ngx_rbtree_key_t));
-        node->key ^= provider;
-
-        kn = (ngx_http_trueport_key_node_t *) &node->color;
-
+        kn->hnode.hash = ngx_http_trueport_keycache_hash32(hash, provider);
         kn->size = (u_short) len;
         kn->provider = (u_char) provider;
         ngx_memcpy(kn->hash, hash, NGX_HTTP_TRUEPORT_HASH_LEN);
 
-        ngx_rbtree_insert(&zone->sh->rbtree, node);
+        ngx_http_trueport_hash_insert(&zone->sh->keys, &kn->hnode);
         zone->sh->entries++;
 
     } else {
@@ -772,6 +716,7 @@ ngx_http_trueport_keycache_store(ngx_http_trueport_main_conf_t *tmcf,
     }
 
     ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
+    kn->used = ngx_current_msec;
 
     kn->status = (u_char) answer->status;
     kn->refreshing = 0;
@@ -834,7 +779,6 @@ ngx_http_trueport_keycache_expire_locked(ngx_http_trueport_main_conf_t *tmcf,
     ngx_msec_t                     now;
     ngx_queue_t                   *q;
     ngx_msec_int_t                 age;
-    ngx_rbtree_node_t             *node;
     ngx_http_trueport_zone_t      *zone;
     ngx_http_trueport_key_node_t  *kn;
 
@@ -862,13 +806,8 @@ ngx_http_trueport_keycache_expire_locked(ngx_http_trueport_main_conf_t *tmcf,
         force = 0;
 
         ngx_queue_remove(q);
-
-        node = (ngx_rbtree_node_t *)
-                   ((u_char *) kn - offsetof(ngx_rbtree_node_t, color));
-
-        ngx_rbtree_delete(&zone->sh->rbtree, node);
-
-        ngx_slab_free_locked(zone->shpool, node);
+        ngx_http_trueport_hash_delete(&zone->sh->keys, &kn->hnode);
+        ngx_slab_free_locked(zone->shpool, kn);
 
         zone->sh->entries--;
     }

@@ -23,10 +23,9 @@
 
 
 typedef struct {
-    u_char                       color;
-    u_char                       dummy;
-    u_short                      len;
+    ngx_http_trueport_hnode_t    hnode;          /* hash: crc32 of key_id */
     ngx_queue_t                  queue;
+    ngx_msec_t                   used;           /* moved in the queue */
     uint64_t                     tat;
     u_char                       key_id[TP_UUID_LEN];
 } ngx_http_trueport_rl_node_t;
@@ -50,7 +49,6 @@ ngx_http_trueport_ratelimit(ngx_http_request_t *r,
     uint64_t                        now, tat, next, interval, burst, wait;
     ngx_int_t                       rc;
     ngx_uint_t                      rpm, remaining;
-    ngx_rbtree_node_t              *node;
     ngx_http_trueport_zone_t       *zone;
     ngx_http_trueport_rl_node_t    *rl;
     ngx_http_trueport_main_conf_t  *tmcf;
@@ -82,31 +80,29 @@ ngx_http_trueport_ratelimit(ngx_http_request_t *r,
                                                  ctx->key.key_id);
 
     if (rl == NULL) {
-        size = offsetof(ngx_rbtree_node_t, color)
-               + sizeof(ngx_http_trueport_rl_node_t);
+        size = sizeof(ngx_http_trueport_rl_node_t);
 
-        node = ngx_http_trueport_zone_alloc_locked(tmcf, size, 1);
-        if (node == NULL) {
+        rl = ngx_http_trueport_zone_alloc_locked(tmcf, size, 1);
+        if (rl == NULL) {
             ngx_shmtx_unlock(&zone->shpool->mutex);
             return NGX_DECLINED;
         }
 
-        node->key = hash;
-
-        rl = (ngx_http_trueport_rl_node_t *) &node->color;
-
-        rl->len = TP_UUID_LEN;
+        rl->hnode.hash = hash;
         rl->tat = now;
+        rl->used = ngx_current_msec;
         ngx_memcpy(rl->key_id, ctx->key.key_id, TP_UUID_LEN);
 
-        ngx_rbtree_insert(&zone->sh->rl_rbtree, node);
+        ngx_http_trueport_hash_insert(&zone->sh->rl, &rl->hnode);
+        ngx_queue_insert_head(&zone->sh->rl_queue, &rl->queue);
         zone->sh->rl_entries++;
 
-    } else {
+    } else if (ngx_current_msec - rl->used >= 1000) {
+        /* as in the key cache: the LRU order is exact to a second */
+        rl->used = ngx_current_msec;
         ngx_queue_remove(&rl->queue);
+        ngx_queue_insert_head(&zone->sh->rl_queue, &rl->queue);
     }
-
-    ngx_queue_insert_head(&zone->sh->rl_queue, &rl->queue);
 
     tat = ngx_max(rl->tat, now);
     next = tat + interval;
@@ -144,80 +140,23 @@ static ngx_http_trueport_rl_node_t *
 ngx_http_trueport_ratelimit_find_locked(ngx_http_trueport_shctx_t *sh,
     uint32_t hash, u_char *key_id)
 {
-    ngx_int_t                     rc;
-    ngx_rbtree_node_t            *node, *sentinel;
+    ngx_http_trueport_hnode_t    *n;
     ngx_http_trueport_rl_node_t  *rl;
 
-    node = sh->rl_rbtree.root;
-    sentinel = sh->rl_rbtree.sentinel;
+    for (n = ngx_http_trueport_hash_first(&sh->rl, hash); n; n = n->next) {
 
-    while (node != sentinel) {
-
-        if (hash < node->key) {
-            node = node->left;
+        if (n->hash != hash) {
             continue;
         }
 
-        if (hash > node->key) {
-            node = node->right;
-            continue;
-        }
+        rl = (ngx_http_trueport_rl_node_t *) n;
 
-        /* hash == node->key */
-
-        rl = (ngx_http_trueport_rl_node_t *) &node->color;
-
-        rc = ngx_memcmp(key_id, rl->key_id, TP_UUID_LEN);
-
-        if (rc == 0) {
+        if (ngx_memcmp(key_id, rl->key_id, TP_UUID_LEN) == 0) {
             return rl;
         }
-
-        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
-}
-
-
-void
-ngx_http_trueport_ratelimit_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t            **p;
-    ngx_http_trueport_rl_node_t   *rl, *rlt;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-
-            p = &temp->right;
-
-        } else { /* node->key == temp->key */
-
-            rl = (ngx_http_trueport_rl_node_t *) &node->color;
-            rlt = (ngx_http_trueport_rl_node_t *) &temp->color;
-
-            p = (ngx_memcmp(rl->key_id, rlt->key_id, TP_UUID_LEN) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
 }
 
 
@@ -235,7 +174,6 @@ ngx_http_trueport_ratelimit_expire_locked(ngx_http_trueport_main_conf_t *tmcf,
     uint64_t                      now;
     ngx_uint_t                    freed;
     ngx_queue_t                  *q;
-    ngx_rbtree_node_t            *node;
     ngx_http_trueport_zone_t     *zone;
     ngx_http_trueport_rl_node_t  *rl;
 
@@ -259,13 +197,8 @@ ngx_http_trueport_ratelimit_expire_locked(ngx_http_trueport_main_conf_t *tmcf,
         force = 0;
 
         ngx_queue_remove(q);
-
-        node = (ngx_rbtree_node_t *)
-                   ((u_char *) rl - offsetof(ngx_rbtree_node_t, color));
-
-        ngx_rbtree_delete(&zone->sh->rl_rbtree, node);
-
-        ngx_slab_free_locked(zone->shpool, node);
+        ngx_http_trueport_hash_delete(&zone->sh->rl, &rl->hnode);
+        ngx_slab_free_locked(zone->shpool, rl);
 
         zone->sh->rl_entries--;
     }

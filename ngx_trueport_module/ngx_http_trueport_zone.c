@@ -105,7 +105,7 @@ ngx_http_trueport_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_trueport_zone_t  *ozone = data;
 
-    size_t                     len;
+    size_t                     len, n;
     ngx_http_trueport_zone_t  *zone;
 
     zone = shm_zone->data;
@@ -114,7 +114,7 @@ ngx_http_trueport_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         zone->sh = ozone->sh;
         zone->shpool = ozone->shpool;
 
-        goto insert;
+        goto check;
     }
 
     zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
@@ -122,7 +122,7 @@ ngx_http_trueport_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (shm_zone->shm.exists) {
         zone->sh = zone->shpool->data;
 
-        goto insert;
+        goto check;
     }
 
     zone->sh = ngx_slab_calloc(zone->shpool,
@@ -133,14 +133,27 @@ ngx_http_trueport_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     zone->shpool->data = zone->sh;
 
-    ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
-                    ngx_http_trueport_keycache_rbtree_insert_value);
+    /*
+     * A bucket per 512 bytes of zone, a power of two: a key entry takes a
+     * 512-byte slab chunk or more, so a full zone keeps the chains of the
+     * key table at one node or less on average; the limiter's nodes are
+     * smaller but there is one per key id, not more.
+     */
+
+    for (n = 64; n < shm_zone->shm.size / 512; n <<= 1) { /* void */ }
+
+    zone->sh->keys.buckets = ngx_slab_calloc(zone->shpool, n * sizeof(void *));
+    zone->sh->rl.buckets = ngx_slab_calloc(zone->shpool, n * sizeof(void *));
+
+    if (zone->sh->keys.buckets == NULL || zone->sh->rl.buckets == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->sh->magic = NGX_HTTP_TRUEPORT_ZONE_MAGIC;
+    zone->sh->keys.mask = n - 1;
+    zone->sh->rl.mask = n - 1;
 
     ngx_queue_init(&zone->sh->queue);
-
-    ngx_rbtree_init(&zone->sh->rl_rbtree, &zone->sh->rl_sentinel,
-                    ngx_http_trueport_ratelimit_rbtree_insert_value);
-
     ngx_queue_init(&zone->sh->rl_queue);
 
     zone->sh->created = ngx_time();
@@ -161,18 +174,45 @@ ngx_http_trueport_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     return NGX_OK;
 
-insert:
+check:
 
-    /*
-     * the trees keep a pointer to their insert function, and a module
-     * loaded again on reload need not be mapped where it was before
-     */
-
-    zone->sh->rbtree.insert = ngx_http_trueport_keycache_rbtree_insert_value;
-    zone->sh->rl_rbtree.insert =
-                             ngx_http_trueport_ratelimit_rbtree_insert_value;
+    if (zone->sh->magic != NGX_HTTP_TRUEPORT_ZONE_MAGIC) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "trueport zone \"%V\" was made by another version "
+                      "of the module: restart nginx, or rename the zone",
+                      &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
+}
+
+
+void
+ngx_http_trueport_hash_insert(ngx_http_trueport_htable_t *t,
+    ngx_http_trueport_hnode_t *n)
+{
+    ngx_http_trueport_hnode_t  **head;
+
+    head = &t->buckets[n->hash & t->mask];
+
+    n->next = *head;
+    *head = n;
+}
+
+
+void
+ngx_http_trueport_hash_delete(ngx_http_trueport_htable_t *t,
+    ngx_http_trueport_hnode_t *n)
+{
+    ngx_http_trueport_hnode_t  **p;
+
+    for (p = &t->buckets[n->hash & t->mask]; *p; p = &(*p)->next) {
+        if (*p == n) {
+            *p = n->next;
+            return;
+        }
+    }
 }
 
 

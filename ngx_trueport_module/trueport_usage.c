@@ -99,9 +99,14 @@ struct tp_usage_s {
     int                 j_state;     /* J_* */
     int                 j_key;       /* the string being read is a key */
     int                 j_capture;   /* its bytes are kept in j_tok */
+    int                 j_skip_next; /* the coming value holds none of ours */
+    unsigned            j_skip_depth;
+    int                 j_skip_str, j_skip_esc;
     unsigned            j_nest;      /* containers open */
     unsigned            j_uni, j_uni_n;  /* a \uXXXX escape */
-    size_t              j_tok_len;
+    unsigned char      *j_dst;       /* where a kept string goes: */
+    size_t              j_dst_len;   /* the path (a key) or j_tok */
+    size_t              j_dst_cap;
     unsigned char       j_tok[J_TOK_MAX];
     unsigned char       j_obj[J_MAX_NEST / 8];  /* bit set: an object */
 
@@ -180,11 +185,39 @@ match_field(tp_usage_t *u)
         n -= 3;
     }
     for (pf = u->paths; pf->path; pf++) {
-        if (pf->len == n && memcmp(pf->path, p, n) == 0) {
+        if (pf->len == n && pf->path[n - 1] == p[n - 1]
+            && memcmp(pf->path, p, n) == 0)
+        {
             return pf->field;
         }
     }
     return -1;
+}
+
+
+/* whether the value of the key just read can hold one of our paths: the
+ * path is one of the table's or leads to one; any other object or array
+ * value is skipped whole (J_SKIP) */
+static int
+path_wanted(tp_usage_t *u)
+{
+    const path_field_t *pf;
+    const char         *p = u->path;
+    size_t              n = u->path_len;
+
+    if (n > 3 && memcmp(p, "[].", 3) == 0) {
+        p += 3;
+        n -= 3;
+    }
+    for (pf = u->paths; pf->path; pf++) {
+        if (pf->len >= n && pf->path[0] == p[0]
+            && (pf->len == n || pf->path[n] == '.')
+            && memcmp(pf->path, p, n) == 0)
+        {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 
@@ -290,29 +323,40 @@ cb_end(void *ctx)
 }
 
 
+/* A key's bytes go straight into the path after its parent's (no copy):
+ * key_begin says where, key_end settles the path. */
 static int
-cb_key(void *ctx, const unsigned char *k, size_t len)
+key_begin(tp_usage_t *u)
 {
-    tp_usage_t *u = ctx;
-    size_t      base;
+    size_t base;
 
     if (u->lost_depth || u->depth == 0) {
-        return 1;
+        return 0;
     }
     base = u->base[u->depth - 1];
-    if (base + 1 + len >= PATH_MAX_LEN) {
-        /* a key too long to be one of ours: make the path unmatchable */
-        u->path_len = base;
-        u->path[u->path_len++] = '\x01';
-        return 1;
-    }
     u->path_len = base;
     if (base) {
         u->path[u->path_len++] = '.';
     }
-    memcpy(u->path + u->path_len, k, len);
-    u->path_len += len;
+    u->j_dst = (unsigned char *) u->path;
+    u->j_dst_len = u->path_len;
+    u->j_dst_cap = PATH_MAX_LEN - 1;
     return 1;
+}
+
+
+static void
+key_end(tp_usage_t *u)
+{
+    if (u->j_dst_len >= u->j_dst_cap) {
+        /* a key too long to be one of ours: make the path unmatchable */
+        u->path_len = u->base[u->depth - 1];
+        u->path[u->path_len++] = '\x01';
+        u->j_skip_next = 1;
+        return;
+    }
+    u->path_len = u->j_dst_len;
+    u->j_skip_next = !path_wanted(u);
 }
 
 
@@ -335,6 +379,7 @@ enum {
     J_UNI,               /* in \uXXXX */
     J_NUMBER,
     J_LITERAL,           /* true, false, null */
+    J_SKIP,              /* in an object or array none of ours is in */
     J_DONE               /* the top-level value is complete */
 };
 
@@ -344,9 +389,19 @@ enum {
 static void
 j_put(tp_usage_t *u, unsigned char c)
 {
-    if (u->j_tok_len < J_TOK_MAX) {
-        u->j_tok[u->j_tok_len++] = c;
+    if (u->j_dst_len < u->j_dst_cap) {
+        u->j_dst[u->j_dst_len++] = c;
     }
+}
+
+
+/* the next bytes go to the token buffer (a number, the model) */
+static void
+j_tok_begin(tp_usage_t *u)
+{
+    u->j_dst = u->j_tok;
+    u->j_dst_len = 0;
+    u->j_dst_cap = J_TOK_MAX;
 }
 
 
@@ -408,14 +463,16 @@ static void
 j_string_end(tp_usage_t *u)
 {
     if (u->j_key) {
-        /* a key longer than any of ours: make it unmatchable */
-        cb_key(u, u->j_tok, u->j_tok_len < J_TOK_MAX ? u->j_tok_len
-                                                     : PATH_MAX_LEN);
+        if (u->j_capture) {
+            key_end(u);
+        } else {
+            u->j_skip_next = 0;         /* too deep: the old way, bounded */
+        }
         u->j_state = J_COLON;
         return;
     }
     if (u->j_capture) {
-        cb_string(u, u->j_tok, u->j_tok_len);
+        cb_string(u, u->j_tok, u->j_dst_len);
     }
     j_after_value(u);
 }
@@ -425,8 +482,15 @@ static void
 j_string_start(tp_usage_t *u, int key)
 {
     u->j_key = key;
-    u->j_capture = key || match_field(u) == F_MODEL;
-    u->j_tok_len = 0;
+    if (key) {
+        u->j_capture = key_begin(u);
+    } else {
+        u->j_capture = match_field(u) == F_MODEL;
+        j_tok_begin(u);
+    }
+    if (!u->j_capture) {
+        u->j_dst_cap = 0;               /* escapes write nothing */
+    }
     u->j_state = J_STRING;
 }
 
@@ -438,6 +502,7 @@ j_feed(tp_usage_t *u, const unsigned char *p, size_t n)
     const unsigned char *end = p + n;
     unsigned char        c;
     unsigned             h;
+    int                  skip;
 
     while (p < end) {
         c = *p;
@@ -447,13 +512,20 @@ j_feed(tp_usage_t *u, const unsigned char *p, size_t n)
         case J_STRING:
             /* the hot loop: the text of a reply is skipped or kept as is */
             if (u->j_capture) {
+                unsigned char *d = u->j_dst;
+                size_t         dl = u->j_dst_len, cap = u->j_dst_cap;
+
                 while (c != '"' && c != '\\') {
-                    j_put(u, c);
+                    if (dl < cap) {
+                        d[dl++] = c;
+                    }
                     if (++p == end) {
+                        u->j_dst_len = dl;
                         return 0;
                     }
                     c = *p;
                 }
+                u->j_dst_len = dl;
             } else {
                 while (c != '"' && c != '\\') {
                     if (++p == end) {
@@ -514,7 +586,7 @@ j_feed(tp_usage_t *u, const unsigned char *p, size_t n)
                 p++;
                 continue;
             }
-            cb_number(u, (const char *) u->j_tok, u->j_tok_len);
+            cb_number(u, (const char *) u->j_tok, u->j_dst_len);
             j_after_value(u);
             continue;                   /* c again, in the new state */
 
@@ -524,6 +596,40 @@ j_feed(tp_usage_t *u, const unsigned char *p, size_t n)
                 continue;
             }
             j_after_value(u);
+            continue;
+
+        case J_SKIP:
+            /* the other hot loop: only strings and brackets matter */
+            {
+                unsigned depth = u->j_skip_depth;
+                int      str = u->j_skip_str, esc = u->j_skip_esc;
+
+                for ( /* void */ ; p < end; p++) {
+                    c = *p;
+                    if (str) {
+                        if (esc) {
+                            esc = 0;
+                        } else if (c == '\\') {
+                            esc = 1;
+                        } else if (c == '"') {
+                            str = 0;
+                        }
+                    } else if (c == '"') {
+                        str = 1;
+                    } else if (c == '{' || c == '[') {
+                        depth++;
+                    } else if ((c == '}' || c == ']') && --depth == 0) {
+                        p++;
+                        break;
+                    }
+                }
+                u->j_skip_depth = depth;
+                u->j_skip_str = str;
+                u->j_skip_esc = esc;
+                if (depth == 0) {
+                    j_after_value(u);
+                }
+            }
             continue;
 
         case J_DONE:
@@ -551,7 +657,14 @@ j_feed(tp_usage_t *u, const unsigned char *p, size_t n)
             /* fall through */
 
         case J_VALUE:
-            if (c == '"') {
+            skip = u->j_skip_next;
+            u->j_skip_next = 0;         /* it was for this value only */
+            if ((c == '{' || c == '[') && skip) {
+                u->j_skip_depth = 1;
+                u->j_skip_str = 0;
+                u->j_skip_esc = 0;
+                u->j_state = J_SKIP;
+            } else if (c == '"') {
                 j_string_start(u, 0);
             } else if (c == '{') {
                 if (j_push(u, 1) != 0) {
@@ -564,7 +677,7 @@ j_feed(tp_usage_t *u, const unsigned char *p, size_t n)
                 }
                 u->j_state = J_VALUE_OR_END;
             } else if ((c >= '0' && c <= '9') || c == '-') {
-                u->j_tok_len = 0;
+                j_tok_begin(u);
                 j_put(u, c);
                 u->j_state = J_NUMBER;
             } else if (c == 't' || c == 'f' || c == 'n') {
@@ -628,7 +741,8 @@ doc_begin(tp_usage_t *u)
     u->j_failed = 0;
     u->j_state = J_VALUE;
     u->j_nest = 0;
-    u->j_tok_len = 0;
+    u->j_skip_next = 0;
+    j_tok_begin(u);
 }
 
 
@@ -650,7 +764,7 @@ doc_end(tp_usage_t *u)
 {
     /* a number at the very end has no byte after it to end it */
     if (u->j_open && !u->j_failed && u->j_state == J_NUMBER) {
-        cb_number(u, (const char *) u->j_tok, u->j_tok_len);
+        cb_number(u, (const char *) u->j_tok, u->j_dst_len);
     }
     u->j_open = 0;
 }

@@ -244,6 +244,15 @@ main(void)
                 "data: {\"model\":\"m1\",\"usage\":null}\n\ndata: {\"usage\":null,\"x\":1}\n\n"
                 "data: {\"usage\": {\"prompt_tokens\":4}}\n\ndata: {\"usage\":null}\n\n");
 
+    r = run(TP_GOOGLE, 0, 0, "[{\"x\":1},{\"usageMetadata\":{\"promptTokenCount\":5}}]", 51, 0);
+    is_int(r.input_tokens, 5, "skipping: an element after a scalar member is still read");
+    r = RUNS(TP_OPENAI, 0, "{\"choices\":[{\"usage\":{\"prompt_tokens\":99}},\"}]{[\\\"\"],"
+                           "\"usage\":{\"prompt_tokens\":6,\"prompt_tokens_details\":{\"x\":[1,{\"y\":2}],\"cached_tokens\":2}}}");
+    ok(r.input_tokens == 6 && r.cached_tokens == 2,
+       "skipping: subtrees without our paths (brackets in strings too) are passed over");
+    every_split("skipped subtrees", TP_OPENAI, 0,
+                "{\"choices\":[{\"a\":\"}\\\"]\"}],\"usage\":{\"x\":{\"y\":[]},\"prompt_tokens\":6},\"model\":\"m\"}");
+
     ok(tp_provider_parse("google", 6) == TP_GOOGLE, "provider names parse");
     ok(tp_provider_parse("googl", 5) == -1, "unknown provider name");
 
