@@ -173,6 +173,17 @@ rinteger(const spool_record_t *r, sr_field_t f)
 }
 
 
+/* the same for an integer column: a value past its range would fail the
+ * whole batch's COPY again and again, so it is stored as unknown */
+static long long
+rinteger32(const spool_record_t *r, sr_field_t f)
+{
+    long long v = rinteger(r, f);
+
+    return v > 2147483647LL ? -1 : v;
+}
+
+
 static const char *
 rbool(const spool_record_t *r, sr_field_t f, const char *dflt)
 {
@@ -459,7 +470,7 @@ batch_line(batch_t *b, const char *line, size_t len)
         copy_str(u, provider, 0);
         copy_str(u, model, 0);
         copy_str(u, rstr(&r, SR_PATH, 2048), 0);
-        copy_int(u, rinteger(&r, SR_STATUS), 0);
+        copy_int(u, rinteger32(&r, SR_STATUS), 0);
         t = rbool(&r, SR_STREAM, "f");
         copy_field(u, t, 1, 0);
         copy_int(u, in, 0);
@@ -468,8 +479,8 @@ batch_line(batch_t *b, const char *line, size_t len)
         copy_int(u, rinteger(&r, SR_REASONING_TOKENS), 0);
         copy_int(u, rinteger(&r, SR_TOTAL_TOKENS), 0);
         copy_int(u, cost, 0);
-        copy_int(u, rinteger(&r, SR_TTFB_MS), 0);
-        copy_int(u, rinteger(&r, SR_LATENCY_MS), 0);
+        copy_int(u, rinteger32(&r, SR_TTFB_MS), 0);
+        copy_int(u, rinteger32(&r, SR_LATENCY_MS), 0);
         copy_int(u, rinteger(&r, SR_BYTES_IN), 0);
         copy_int(u, rinteger(&r, SR_BYTES_OUT), 0);
         copy_str(u, rstr(&r, SR_CLIENT_IP, 64), 0);
