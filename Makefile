@@ -54,6 +54,13 @@ $(BUILD)/fuzz/%: t/fuzz/%.c $(MODULE_PURE) $(MODULE_PURE_H)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Ingx_trueport_module \
 	    $(shell pkg-config --cflags yajl) -o $@ $< $(MODULE_PURE) -lyajl -lz -lpcre2-8
 
+# the sidecar's spool line reader, checked against yajl itself
+$(BUILD)/fuzz/fuzz_spool_record: t/fuzz/fuzz_spool_record.c \
+        sidecar/src/spool_record.c sidecar/src/spool_record.h
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isidecar/src \
+	    $(shell pkg-config --cflags yajl) -o $@ $< sidecar/src/spool_record.c -lyajl
+
 $(BUILD)/trueport-sidecar: $(SIDECAR_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -3,10 +3,12 @@
 # files, a fresh Postgres, the sidecar started; prints records/s until the
 # last one is committed. Everything lives in a throwaway folder.
 #   bench/ingest.sh [N]
+# The last line is the summary, against INGEST_TARGET (default 50000).
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
 N=${1:-200000}
+TARGET=${INGEST_TARGET:-50000}
 WORK=$(mktemp -d /tmp/trueport-bench.XXXXXX)
 chmod 755 "$WORK"
 PORT=$(free_port)
@@ -44,8 +46,16 @@ perl -e '
 start=$(date +%s.%N)
 "$BUILD/trueport-sidecar" serve >"$WORK/sidecar.log" 2>&1 &
 SC=$!
-while ls "$WORK"/spool/*.jsonl >/dev/null 2>&1; do sleep 0.05; done
+# compgen, not ls: ls fails when a file goes between the glob and its stat
+while compgen -G "$WORK/spool/*.jsonl" >/dev/null; do sleep 0.05; done
 end=$(date +%s.%N)
 rows=$(psql -h "$WORK/pg/sock" -p "$PORT" -U postgres -tAc "SELECT count(*) FROM usage_logs" bench)
-perl -e 'printf "ingestion: %d records in %.2f s = %.0f records/s\n", $ARGV[0], $ARGV[2]-$ARGV[1], $ARGV[0]/($ARGV[2]-$ARGV[1])' "$rows" "$start" "$end"
 [ "$rows" -eq "$N" ] || { echo "expected $N rows, got $rows" >&2; exit 1; }
+perl -e '
+    my ($rows, $t0, $t1, $target) = @ARGV;
+    my $rate = $rows / ($t1 - $t0);
+    sub commas { my $n = reverse sprintf "%.0f", shift; $n =~ s/(\d{3})(?=\d)/$1,/g; scalar reverse $n }
+    printf "ingestion: %d records in %.2f s\n", $rows, $t1 - $t0;
+    printf "ingestion: %s records/s (target %s) %s\n", commas($rate),
+        commas($target), $rate >= $target ? "ok" : "BELOW TARGET";
+' "$rows" "$start" "$end" "$TARGET"

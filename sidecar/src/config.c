@@ -51,6 +51,8 @@ static const config_row_t config_table[] = {
       "usage spool directory (empty: no ingestion)" },
     { "TRUEPORT_RETENTION_INTERVAL", T_INT, &cfg.retention_interval, "600",
       1, 86400, "seconds between usage retention sweeps" },
+    { "TRUEPORT_RATE_LIMITS", T_BOOL, &cfg.rate_limits, "1", 0, 1,
+      "1: per-user management/analytics limits; 0 only for benchmarks" },
 };
 
 #define N_ROWS (sizeof(config_table) / sizeof(config_table[0]))

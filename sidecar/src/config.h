@@ -21,6 +21,7 @@ typedef struct {
     char  *sendmail;             /* optional sendmail path for the outbox */
     char  *spool_dir;            /* usage spool written by nginx workers */
     long   retention_interval;   /* seconds between retention sweeps */
+    int    rate_limits;          /* 0: route limits off (benchmarks) */
 } config_t;
 
 extern config_t cfg;

@@ -4,12 +4,24 @@
 #include "config.h"
 #include "log.h"
 
+#include <ctype.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-static __thread PGconn *thread_conn;
+/* statements prepared on this thread's connection, by their SQL text */
+#define DB_STMTS 128
+
+typedef struct {
+    unsigned long  hash;
+    char          *sql;
+} db_stmt_t;
+
+static __thread PGconn    *thread_conn;
+static __thread db_stmt_t  thread_stmts[DB_STMTS];
+static __thread int        thread_n_stmts;
 
 /* closes a worker thread's connection when the thread exits */
 static pthread_key_t   conn_key;
@@ -98,6 +110,19 @@ db_conn_alive(PGconn *c)
 }
 
 
+/* prepared statements die with their connection */
+static void
+db_stmts_forget(void)
+{
+    int i;
+
+    for (i = 0; i < thread_n_stmts; i++) {
+        free(thread_stmts[i].sql);
+    }
+    thread_n_stmts = 0;
+}
+
+
 PGconn *
 db_conn(void)
 {
@@ -112,6 +137,7 @@ db_conn(void)
         PQfinish(thread_conn);
         thread_conn = NULL;
     }
+    db_stmts_forget();
 
     thread_conn = db_connect_once(cfg.database_url, err, sizeof(err));
     pthread_once(&conn_key_once, conn_key_create);
@@ -126,6 +152,7 @@ db_conn(void)
 void
 db_close(void)
 {
+    db_stmts_forget();
     if (thread_conn != NULL) {
         PQfinish(thread_conn);
         thread_conn = NULL;
@@ -175,4 +202,89 @@ db_status_for(const char *sqlstate, const char **code)
 
     *code = "internal_error";
     return 500;
+}
+
+
+/* Only plain DML is worth preparing; BEGIN, COMMIT, SET and the like run
+ * as they are. */
+static int
+db_preparable(const char *sql)
+{
+    static const char *const verbs[] = { "SELECT", "WITH", "INSERT",
+                                         "UPDATE", "DELETE", NULL };
+    int                      i;
+    size_t                   n;
+
+    while (isspace((unsigned char) *sql)) {
+        sql++;
+    }
+    for (i = 0; verbs[i] != NULL; i++) {
+        n = strlen(verbs[i]);
+        if (strncasecmp(sql, verbs[i], n) == 0
+            && !isalnum((unsigned char) sql[n]))
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+PGresult *
+db_exec(PGconn *c, const char *sql, int nparams, const char *const *vals)
+{
+    unsigned long  h = 5381;
+    const char    *s;
+    char           name[16];
+    PGresult      *res;
+    int            i;
+
+    if (c != thread_conn || !db_preparable(sql)) {
+        return PQexecParams(c, sql, nparams, NULL, vals, NULL, NULL, 0);
+    }
+
+    for (s = sql; *s; s++) {
+        h = h * 33 + (unsigned char) *s;
+    }
+    for (i = 0; i < thread_n_stmts; i++) {
+        if (thread_stmts[i].hash == h && strcmp(thread_stmts[i].sql, sql) == 0) {
+            snprintf(name, sizeof(name), "tp_q%d", i);
+            res = PQexecPrepared(c, name, nparams, vals, NULL, NULL, 0);
+            s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+            if (s != NULL && strcmp(s, "26000") == 0) {
+                /* our statements are gone (a DISCARD ALL, a pooler
+                 * between us): start over, unprepared this time */
+                PQclear(res);
+                db_stmts_forget();
+                res = PQexecParams(c, sql, nparams, NULL, vals, NULL, NULL, 0);
+            }
+            return res;
+        }
+    }
+
+    /* a full cache (dynamic SQL beyond DB_STMTS texts) runs unprepared */
+    if (thread_n_stmts == DB_STMTS) {
+        return PQexecParams(c, sql, nparams, NULL, vals, NULL, NULL, 0);
+    }
+    i = thread_n_stmts;
+    snprintf(name, sizeof(name), "tp_q%d", i);
+    res = PQprepare(c, name, sql, nparams, NULL);
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        /* the caller sees the error PQexecParams would have given (it
+         * comes from the same parse); running it again could only add
+         * "transaction is aborted" on top */
+        return res;
+    }
+    PQclear(res);
+
+    thread_stmts[i].sql = strdup(sql);
+    if (thread_stmts[i].sql == NULL) {
+        /* prepared but not remembered: the name stays taken, so the
+         * cache stops growing here rather than reuse it */
+        thread_n_stmts = DB_STMTS;
+        return PQexecParams(c, sql, nparams, NULL, vals, NULL, NULL, 0);
+    }
+    thread_stmts[i].hash = h;
+    thread_n_stmts++;
+    return PQexecPrepared(c, name, nparams, vals, NULL, NULL, 0);
 }

@@ -11,6 +11,13 @@ PGconn *db_conn(void);
 /* Drops this thread's connection (after a fatal error or at thread exit). */
 void db_close(void);
 
+/* Runs sql on c (text parameters, types inferred, like PQexecParams). On
+ * this thread's connection a SELECT/WITH/INSERT/UPDATE/DELETE is prepared
+ * the first time and executed by name afterwards, which spares Postgres
+ * the parse, analysis and (for generic plans) planning on every request. */
+PGresult *db_exec(PGconn *c, const char *sql, int nparams,
+    const char *const *vals);
+
 /* Maps a SQLSTATE to an HTTP status and an error code. */
 int db_status_for(const char *sqlstate, const char **code);
 

@@ -12,7 +12,9 @@
 #include "json.h"
 #include "log.h"
 #include "req.h"
+#include "spool_record.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -72,78 +74,144 @@ buf_put(buf_t *b, const char *s, size_t n)
 }
 
 
+static void
+buf_reserve(buf_t *b, size_t n)
+{
+    size_t cap;
+    char  *p;
+
+    if (b->len + n + 1 <= b->cap) {
+        return;
+    }
+    cap = b->cap ? b->cap : 65536;
+    while (cap < b->len + n + 1) {
+        cap *= 2;
+    }
+    p = realloc(b->p, cap);
+    if (p == NULL) {
+        log_error("msg=\"ingest: out of memory\"");
+        abort();
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+
 /* one COPY text-format field, escaped; NULL when v is NULL */
 static void
-copy_field(buf_t *b, const char *v, int last)
+copy_field(buf_t *b, const char *v, size_t n, int last)
 {
-    const char *s;
+    const char *s, *end;
+    char       *o;
 
     if (v == NULL) {
-        buf_put(b, "\\N", 2);
-    } else {
-        for (s = v; *s; s++) {
-            switch (*s) {
-            case '\\': buf_put(b, "\\\\", 2); break;
-            case '\n': buf_put(b, "\\n", 2); break;
-            case '\r': buf_put(b, "\\r", 2); break;
-            case '\t': buf_put(b, "\\t", 2); break;
-            default:   buf_put(b, s, 1);
-            }
+        buf_put(b, last ? "\\N\n" : "\\N\t", 3);
+        return;
+    }
+
+    /* at worst every byte doubles: reserve once, write without checks */
+    buf_reserve(b, 2 * n + 1);
+    o = b->p + b->len;
+    for (s = v, end = v + n; s < end; s++) {
+        switch (*s) {
+        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '\n': *o++ = '\\'; *o++ = 'n'; break;
+        case '\r': *o++ = '\\'; *o++ = 'r'; break;
+        case '\t': *o++ = '\\'; *o++ = 't'; break;
+        default:   *o++ = *s;
         }
     }
-    buf_put(b, last ? "\n" : "\t", 1);
+    *o++ = last ? '\n' : '\t';
+    *o = '\0';
+    b->len = (size_t) (o - b->p);
+}
+
+
+static void
+copy_str(buf_t *b, const sr_value_t *v, int last)
+{
+    copy_field(b, v ? v->s : NULL, v ? v->len : 0, last);
+}
+
+
+/* a non-negative integer as decimal text, without printf */
+static void
+copy_int(buf_t *b, long long v, int last)
+{
+    char  tmp[24], *e = tmp + sizeof(tmp), *p = e;
+
+    if (v < 0) {
+        copy_field(b, NULL, 0, last);
+        return;
+    }
+    *--p = last ? '\n' : '\t';
+    do {
+        *--p = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    buf_put(b, p, (size_t) (e - p));
+}
+
+
+/* string field of at most max bytes, NULL when absent or not a string */
+static const sr_value_t *
+rstr(const spool_record_t *r, sr_field_t f, size_t max)
+{
+    const sr_value_t *v = &r->f[f];
+
+    return v->type == SR_STRING && v->len <= max ? v : NULL;
+}
+
+
+/* non-negative integer field, -1 when absent or not one */
+static long long
+rinteger(const spool_record_t *r, sr_field_t f)
+{
+    const sr_value_t *v = &r->f[f];
+
+    return v->type == SR_INT && v->i >= 0 ? v->i : -1;
+}
+
+
+/* the same for an integer column: a value past its range would fail the
+ * whole batch's COPY again and again, so it is stored as unknown */
+static long long
+rinteger32(const spool_record_t *r, sr_field_t f)
+{
+    long long v = rinteger(r, f);
+
+    return v > 2147483647LL ? -1 : v;
 }
 
 
 static const char *
-jstr(yajl_val obj, const char *key, size_t max)
+rbool(const spool_record_t *r, sr_field_t f, const char *dflt)
 {
-    yajl_val v = json_get(obj, key);
-
-    if (v == NULL || !YAJL_IS_STRING(v) || strlen(v->u.string) > max) {
-        return NULL;
-    }
-    return v->u.string;
-}
-
-
-/* integer field as text into tmp, NULL when absent or not an integer */
-static const char *
-jint(yajl_val obj, const char *key, char *tmp, long long *out)
-{
-    yajl_val v = json_get(obj, key);
-
-    if (v == NULL || !YAJL_IS_INTEGER(v) || v->u.number.i < 0) {
-        if (out) {
-            *out = -1;
-        }
-        return NULL;
-    }
-    if (out) {
-        *out = v->u.number.i;
-    }
-    snprintf(tmp, 24, "%lld", v->u.number.i);
-    return tmp;
-}
-
-
-static const char *
-jbool(yajl_val obj, const char *key, const char *dflt)
-{
-    yajl_val v = json_get(obj, key);
-
-    if (v != NULL && YAJL_IS_TRUE(v)) return "t";
-    if (v != NULL && YAJL_IS_FALSE(v)) return "f";
+    if (r->f[f].type == SR_TRUE) return "t";
+    if (r->f[f].type == SR_FALSE) return "f";
     return dflt;
 }
 
 
-static const char *
-juuid(yajl_val obj, const char *key)
+static const sr_value_t *
+ruuid(const spool_record_t *r, sr_field_t f)
 {
-    const char *s = jstr(obj, key, 36);
+    const sr_value_t *v = rstr(r, f, 36);
+    size_t            i;
 
-    return is_uuid(s) ? s : NULL;
+    if (v == NULL || v->len != 36) {
+        return NULL;
+    }
+    for (i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (v->s[i] != '-') {
+                return NULL;
+            }
+        } else if (!isxdigit((unsigned char) v->s[i])) {
+            return NULL;
+        }
+    }
+    return v;
 }
 
 
@@ -196,17 +264,53 @@ ingest_cost(const price_t *prices, int n, const char *provider,
 }
 
 
-static void
-ts_text(long long ms, char *out, size_t n)
+/* ms since the epoch as a timestamptz literal (out: 32 bytes), 0 when out
+ * of range; the date and time part is kept per second, since a batch holds
+ * thousands of records per second */
+typedef struct {
+    long long sec;
+    int       valid;
+    char      text[32];     /* "YYYY-MM-DD HH:MM:SS" */
+    size_t    len;
+} ts_cache_t;
+
+
+static size_t
+ts_text(ts_cache_t *tc, long long ms, char *out)
 {
-    time_t    sec = (time_t) (ms / 1000);
+    long long sec = ms / 1000;
+    int       frac = (int) (ms % 1000);
+    time_t    t;
     struct tm tm;
 
-    gmtime_r(&sec, &tm);
-    snprintf(out, n, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00",
-             (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100,
-             tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
-             tm.tm_sec % 100, (int) (ms % 1000 + 1000) % 1000);
+    if (frac < 0) {
+        frac += 1000;       /* C division truncates; the second floors */
+        sec--;
+    }
+    if (!tc->valid || tc->sec != sec) {
+        /* a year Postgres refuses would fail the whole batch, forever */
+        t = (time_t) sec;
+        if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 < 1
+            || tm.tm_year + 1900 > 9999)
+        {
+            return 0;
+        }
+        tc->len = (size_t) snprintf(tc->text, sizeof(tc->text),
+                                    "%04d-%02d-%02d %02d:%02d:%02d",
+                                    (tm.tm_year + 1900) % 10000,
+                                    (tm.tm_mon + 1) % 100, tm.tm_mday % 100,
+                                    tm.tm_hour % 100, tm.tm_min % 100,
+                                    tm.tm_sec % 100);
+        tc->sec = sec;
+        tc->valid = 1;
+    }
+    memcpy(out, tc->text, tc->len);
+    out[tc->len] = '.';
+    out[tc->len + 1] = (char) ('0' + frac / 100);
+    out[tc->len + 2] = (char) ('0' + frac / 10 % 10);
+    out[tc->len + 3] = (char) ('0' + frac % 10);
+    memcpy(out + tc->len + 4, "+00", 4);
+    return tc->len + 7;
 }
 
 
@@ -214,6 +318,8 @@ typedef struct {
     buf_t      usage, viol;
     long long  n_usage, n_viol, rejected, unpriced;
     char       months[64][8];     /* "YYYY-MM" seen in this batch */
+    ts_cache_t ts;
+    char      *scratch;           /* decoded strings of the current line */
     int        n_months;
     price_t   *prices;
     int        n_prices;
@@ -280,104 +386,136 @@ batch_count(batch_t *b, const char *tenant, const char *ts)
 static int
 batch_line(batch_t *b, const char *line, size_t len)
 {
-    char        err[128], ts[64], t[12][24];
-    const char *type, *tenant, *model, *provider, *cost = NULL;
-    char        cost_buf[24];
-    long long   ms, in, out, cached;
-    yajl_val    v, tsv;
-    int         found;
+    char                err[128], ts[32];
+    spool_record_t      r;
+    const sr_value_t   *type, *tenant, *provider, *model, *request_id;
+    const char         *t;
+    long long           ms, in, out, cached, cost;
+    size_t              ts_len;
+    yajl_val            v = NULL;
+    int                 found;
+    buf_t              *u;
 
     if (len == 0) {
         return 0;
     }
-    v = json_parse(line, len, err, sizeof(err));
-    if (v == NULL || !YAJL_IS_OBJECT(v)) {
-        goto bad;
+
+    /* the single-pass reader takes the lines the module writes; anything
+     * else gets the general parser, which decides exactly as before */
+    if (spool_record_parse(&r, line, len, b->scratch) != 0) {
+        v = json_parse(line, len, err, sizeof(err));
+        if (v == NULL || !YAJL_IS_OBJECT(v)) {
+            goto bad;
+        }
+        spool_record_from_tree(&r, v);
     }
 
-    type = jstr(v, "type", 16);
-    tenant = juuid(v, "tenant_id");
-    tsv = json_get(v, "ts");
-    if (type == NULL || tenant == NULL || tsv == NULL || !YAJL_IS_INTEGER(tsv)
-        || jstr(v, "request_id", 64) == NULL)
+    type = rstr(&r, SR_TYPE, 16);
+    tenant = ruuid(&r, SR_TENANT_ID);
+    request_id = rstr(&r, SR_REQUEST_ID, 64);
+    if (type == NULL || tenant == NULL || r.f[SR_TS].type != SR_INT
+        || request_id == NULL)
     {
         goto bad;
     }
-    ms = tsv->u.number.i;
-    ts_text(ms, ts, sizeof(ts));
+    ms = r.f[SR_TS].i;
+    ts_len = ts_text(&b->ts, ms, ts);
+    if (ts_len == 0) {
+        goto bad;
+    }
 
-    if (strcmp(type, "usage") == 0) {
-        provider = jstr(v, "provider", 15);
+    if (type->len == 5 && memcmp(type->s, "usage", 5) == 0) {
+        char tenant_s[37], provider_s[16], model_s[96];
+
+        provider = rstr(&r, SR_PROVIDER, 15);
         if (provider == NULL) {
             goto bad;
         }
-        model = jstr(v, "model", 95);
-        jint(v, "input_tokens", t[0], &in);
-        jint(v, "output_tokens", t[1], &out);
-        jint(v, "cached_tokens", t[2], &cached);
+        model = rstr(&r, SR_MODEL, 95);
+        in = rinteger(&r, SR_INPUT_TOKENS);
+        out = rinteger(&r, SR_OUTPUT_TOKENS);
+        cached = rinteger(&r, SR_CACHED_TOKENS);
 
+        /* the price lookup and the counters want C strings; a NUL inside
+         * (only through yajl's \u0000) ends them there, as it always did */
+        memcpy(provider_s, provider->s, provider->len);
+        provider_s[provider->len] = '\0';
+        if (model) {
+            memcpy(model_s, model->s, model->len);
+            model_s[model->len] = '\0';
+        }
+        memcpy(tenant_s, tenant->s, 36);
+        tenant_s[36] = '\0';
+
+        cost = -1;
         if (in >= 0 || out >= 0) {
-            long long c = ingest_cost(b->prices, b->n_prices, provider, model,
-                                      in, out, cached, &found);
+            long long c = ingest_cost(b->prices, b->n_prices, provider_s,
+                                      model ? model_s : NULL, in, out, cached,
+                                      &found);
             if (found) {
-                snprintf(cost_buf, sizeof(cost_buf), "%lld", c);
-                cost = cost_buf;
+                cost = c;
             } else {
                 b->unpriced++;
             }
         }
 
         batch_month(b, ts);
-        batch_count(b, tenant, ts);
-        copy_field(&b->usage, ts, 0);
-        copy_field(&b->usage, jstr(v, "request_id", 64), 0);
-        copy_field(&b->usage, tenant, 0);
-        copy_field(&b->usage, juuid(v, "key_id"), 0);
-        copy_field(&b->usage, jstr(v, "env", 32), 0);
-        copy_field(&b->usage, provider, 0);
-        copy_field(&b->usage, model, 0);
-        copy_field(&b->usage, jstr(v, "path", 2048), 0);
-        copy_field(&b->usage, jint(v, "status", t[3], NULL), 0);
-        copy_field(&b->usage, jbool(v, "stream", "f"), 0);
-        copy_field(&b->usage, t[0][0] && in >= 0 ? t[0] : NULL, 0);
-        copy_field(&b->usage, out >= 0 ? t[1] : NULL, 0);
-        copy_field(&b->usage, cached >= 0 ? t[2] : NULL, 0);
-        copy_field(&b->usage, jint(v, "reasoning_tokens", t[4], NULL), 0);
-        copy_field(&b->usage, jint(v, "total_tokens", t[5], NULL), 0);
-        copy_field(&b->usage, cost, 0);
-        copy_field(&b->usage, jint(v, "ttfb_ms", t[6], NULL), 0);
-        copy_field(&b->usage, jint(v, "latency_ms", t[7], NULL), 0);
-        copy_field(&b->usage, jint(v, "bytes_in", t[8], NULL), 0);
-        copy_field(&b->usage, jint(v, "bytes_out", t[9], NULL), 0);
-        copy_field(&b->usage, jstr(v, "client_ip", 64), 0);
-        copy_field(&b->usage, jstr(v, "error_kind", 64), 0);
-        copy_field(&b->usage, jbool(v, "completed", "t"), 1);
+        batch_count(b, tenant_s, ts);
+        u = &b->usage;
+        copy_field(u, ts, ts_len, 0);
+        copy_str(u, request_id, 0);
+        copy_str(u, tenant, 0);
+        copy_str(u, ruuid(&r, SR_KEY_ID), 0);
+        copy_str(u, rstr(&r, SR_ENV, 32), 0);
+        copy_str(u, provider, 0);
+        copy_str(u, model, 0);
+        copy_str(u, rstr(&r, SR_PATH, 2048), 0);
+        copy_int(u, rinteger32(&r, SR_STATUS), 0);
+        t = rbool(&r, SR_STREAM, "f");
+        copy_field(u, t, 1, 0);
+        copy_int(u, in, 0);
+        copy_int(u, out, 0);
+        copy_int(u, cached, 0);
+        copy_int(u, rinteger(&r, SR_REASONING_TOKENS), 0);
+        copy_int(u, rinteger(&r, SR_TOTAL_TOKENS), 0);
+        copy_int(u, cost, 0);
+        copy_int(u, rinteger32(&r, SR_TTFB_MS), 0);
+        copy_int(u, rinteger32(&r, SR_LATENCY_MS), 0);
+        copy_int(u, rinteger(&r, SR_BYTES_IN), 0);
+        copy_int(u, rinteger(&r, SR_BYTES_OUT), 0);
+        copy_str(u, rstr(&r, SR_CLIENT_IP, 64), 0);
+        copy_str(u, rstr(&r, SR_ERROR_KIND, 64), 0);
+        t = rbool(&r, SR_COMPLETED, "t");
+        copy_field(u, t, 1, 1);
         b->n_usage++;
 
-    } else if (strcmp(type, "violation") == 0) {
-        if (juuid(v, "id") == NULL || jstr(v, "action", 16) == NULL) {
+    } else if (type->len == 9 && memcmp(type->s, "violation", 9) == 0) {
+        if (ruuid(&r, SR_ID) == NULL || rstr(&r, SR_ACTION, 16) == NULL) {
             goto bad;
         }
-        copy_field(&b->viol, juuid(v, "id"), 0);
-        copy_field(&b->viol, ts, 0);
-        copy_field(&b->viol, jstr(v, "request_id", 64), 0);
-        copy_field(&b->viol, tenant, 0);
-        copy_field(&b->viol, juuid(v, "key_id"), 0);
-        copy_field(&b->viol, jstr(v, "env", 32), 0);
-        copy_field(&b->viol, jstr(v, "provider", 16), 0);
-        copy_field(&b->viol, juuid(v, "rule_id"), 0);
-        copy_field(&b->viol, jstr(v, "rule_name", 200), 0);
-        copy_field(&b->viol, jstr(v, "rule_type", 16), 0);
-        copy_field(&b->viol, jstr(v, "action", 16), 0);
-        copy_field(&b->viol, jstr(v, "detector", 64), 0);
-        copy_field(&b->viol, jstr(v, "excerpt", 512), 1);
+        u = &b->viol;
+        copy_str(u, ruuid(&r, SR_ID), 0);
+        copy_field(u, ts, ts_len, 0);
+        copy_str(u, request_id, 0);
+        copy_str(u, tenant, 0);
+        copy_str(u, ruuid(&r, SR_KEY_ID), 0);
+        copy_str(u, rstr(&r, SR_ENV, 32), 0);
+        copy_str(u, rstr(&r, SR_PROVIDER, 16), 0);
+        copy_str(u, ruuid(&r, SR_RULE_ID), 0);
+        copy_str(u, rstr(&r, SR_RULE_NAME, 200), 0);
+        copy_str(u, rstr(&r, SR_RULE_TYPE, 16), 0);
+        copy_str(u, rstr(&r, SR_ACTION, 16), 0);
+        copy_str(u, rstr(&r, SR_DETECTOR, 64), 0);
+        copy_str(u, rstr(&r, SR_EXCERPT, 512), 1);
         b->n_viol++;
 
     } else {
         goto bad;
     }
 
-    yajl_tree_free(v);
+    if (v != NULL) {
+        yajl_tree_free(v);
+    }
     return 0;
 
 bad:
@@ -722,7 +860,7 @@ static long long
 ingest_file(PGconn *c, const char *dir, spool_file_t *f, price_t *prices,
     int n_prices, ingest_stats_t *st)
 {
-    char      path[4096], *data = NULL;
+    char      path[4096], *data = NULL, *scratch = NULL;
     batch_t   b;
     long long total = 0, want, end;
     ssize_t   r;
@@ -745,7 +883,10 @@ ingest_file(PGconn *c, const char *dir, spool_file_t *f, price_t *prices,
     }
 
     data = malloc(BATCH_BYTES + 1);
-    if (data == NULL) {
+    scratch = malloc(BATCH_BYTES + 1);
+    if (data == NULL || scratch == NULL) {
+        free(data);
+        free(scratch);
         close(fd);
         return -1;
     }
@@ -777,6 +918,7 @@ ingest_file(PGconn *c, const char *dir, spool_file_t *f, price_t *prices,
             memset(&b, 0, sizeof(b));
             b.prices = prices;
             b.n_prices = n_prices;
+            b.scratch = scratch;
             for (p = data; p <= last; p = nl + 1) {
                 nl = memchr(p, '\n', last - p + 1);
                 (void) batch_line(&b, p, nl - p);
@@ -804,6 +946,7 @@ ingest_file(PGconn *c, const char *dir, spool_file_t *f, price_t *prices,
     }
 
     free(data);
+    free(scratch);
     close(fd);
     return total;
 }

@@ -391,7 +391,7 @@ dbq_v(req_t *r, const char **sqlstate, const char *sql, int nparams,
         return NULL;
     }
 
-    res = PQexecParams(c, sql, nparams, NULL, vals, NULL, NULL, 0);
+    res = db_exec(c, sql, nparams, vals);
     if (res == NULL) {
         return NULL;
     }

@@ -37,5 +37,6 @@ void test_config(void);
 void test_token(void);
 void test_misc(void);
 void test_secrets(void);     /* organisations: secrets at rest, slugs */
+void test_spool_record(void); /* the ingester's single-pass line reader */
 
 #endif

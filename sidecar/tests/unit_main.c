@@ -12,6 +12,7 @@ main(void)
     test_token();
     test_misc();
     test_secrets();
+    test_spool_record();
     printf("1..%d\n", tap_n);
     return tap_failed ? 1 : 0;
 }

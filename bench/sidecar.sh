@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Sidecar list endpoints under load: a fresh Postgres, one tenant with an
+# admin, 200 keys, 50 policies, 20 members and 10,000 usage rows, then wrk
+# (BENCH_CONNECTIONS connections, default 32) against each GET list route
+# for BENCH_SECONDS (default 10). Prints one line per endpoint (requests/s,
+# p50, p99, non-2xx) and a summary line against SIDECAR_TARGET (default
+# 5000 requests/s). With 2+ cores wrk runs on the last core and the
+# sidecar and Postgres on the others (BENCH_PIN=0: no pinning, for a
+# comparison). Route rate limits are off for the run
+# (TRUEPORT_RATE_LIMITS=0): the bench measures handlers, not 429s.
+# Everything lives in a throwaway folder and is stopped at exit.
+#   bench/sidecar.sh
+set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+
+SECONDS_PER=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-32}
+TARGET=${SIDECAR_TARGET:-5000}
+THREADS=${BENCH_SIDECAR_THREADS:-4}
+
+command -v wrk >/dev/null || { echo "bench/sidecar.sh: wrk is missing" >&2; exit 2; }
+[ -x "$BUILD/trueport-sidecar" ] || { echo "bench/sidecar.sh: build the sidecar first (make sidecar)" >&2; exit 2; }
+
+WORK=$(mktemp -d /tmp/trueport-bench.XXXXXX)
+chmod 755 "$WORK"
+PORT=$(free_port)
+SC_PORT=$(free_port)
+cleanup() {
+    [ -n "${SC:-}" ] && kill "$SC" 2>/dev/null && wait "$SC" 2>/dev/null
+    "$ROOT/scripts/pg.sh" stop "$WORK/pg" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# with 2+ cores, wrk gets the last one and the sidecar and Postgres the
+# rest, so the load generator does not steal the server's time
+NCPU=$(nproc)
+if [ "$NCPU" -ge 2 ] && [ "${BENCH_PIN:-1}" != 0 ] \
+    && command -v taskset >/dev/null
+then
+    SERVER_CPUS="0-$((NCPU - 2))"
+    CLIENT_PIN=(taskset -c "$((NCPU - 1))")
+    SERVER_PIN=(taskset -c "$SERVER_CPUS")
+else
+    SERVER_CPUS=all
+    CLIENT_PIN=()
+    SERVER_PIN=()
+fi
+
+"${SERVER_PIN[@]}" "$ROOT/scripts/pg.sh" init "$WORK/pg" "$PORT"
+PSQL=(psql -h "$WORK/pg/sock" -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
+"${PSQL[@]}" -c "CREATE DATABASE bench"
+export TRUEPORT_DATABASE_URL="host=$WORK/pg/sock port=$PORT user=postgres dbname=bench"
+export TRUEPORT_JWT_SECRET=bench-secret-0123456789abcdef0123456789
+export TRUEPORT_MASTER_KEY=$(rand_hex 32) TRUEPORT_MIGRATIONS=$ROOT/migrations
+export TRUEPORT_LISTEN=127.0.0.1:$SC_PORT TRUEPORT_LOG_LEVEL=warn
+export TRUEPORT_RATE_LIMITS=0 TRUEPORT_THREADS=$THREADS
+"$BUILD/trueport-sidecar" migrate >/dev/null
+
+# the fixtures, straight in the database (as the tests' Org.pm does)
+read -r TENANT USER_ID < <("${PSQL[@]}" -F ' ' bench <<'SQL'
+WITH t AS (
+    INSERT INTO tenants (name, slug, status)
+    VALUES ('Bench', 'bench', 'active') RETURNING id
+), s AS (
+    INSERT INTO subscriptions (tenant_id, plan_id) SELECT id, 'free' FROM t
+), u AS (
+    INSERT INTO users (email, name, password_hash)
+    VALUES ('admin@bench.example', 'Bench Admin', 'x') RETURNING id
+), m AS (
+    INSERT INTO memberships (tenant_id, user_id, role)
+    SELECT t.id, u.id, 'admin' FROM t, u
+)
+SELECT t.id, u.id FROM t, u;
+SQL
+)
+"${PSQL[@]}" bench >/dev/null <<SQL
+INSERT INTO users (email, name, password_hash)
+SELECT 'member' || i || '@bench.example', 'Member ' || i, 'x'
+FROM generate_series(1, 19) i;
+INSERT INTO memberships (tenant_id, user_id, role)
+SELECT '$TENANT', id, 'member' FROM users WHERE email LIKE 'member%';
+
+INSERT INTO api_keys (tenant_id, name, prefix, key_hash, env, created_by)
+SELECT '$TENANT', 'key ' || i, 'sk-' || lpad(i::text, 5, '0'),
+       encode(sha256(('bench-key-' || i)::bytea), 'hex'), 'production',
+       '$USER_ID'
+FROM generate_series(1, 200) i;
+
+INSERT INTO policies (tenant_id, name, type, config, action, priority)
+SELECT '$TENANT', 'policy ' || i, 'keywords',
+       jsonb_build_object('keywords', jsonb_build_array('secret' || i)),
+       'log', i
+FROM generate_series(1, 50) i;
+
+INSERT INTO usage_logs (created_at, request_id, tenant_id, key_id, env,
+    provider, model, path, status, input_tokens, output_tokens,
+    total_tokens, cost_micro_usd, ttfb_ms, latency_ms, bytes_in, bytes_out,
+    client_ip)
+SELECT now() - i * interval '1 second', 'req-' || i, '$TENANT',
+       (SELECT id FROM api_keys ORDER BY created_at, id LIMIT 1), 'production',
+       'openai', 'gpt-4o-mini', '/v1/chat/completions', 200, 120, 30, 150,
+       36, 12, 40, 420, 900, '127.0.0.1'
+FROM generate_series(1, 10000) i;
+VACUUM ANALYZE;
+SQL
+
+TOKEN=$(perl -MDigest::SHA=hmac_sha256 -MMIME::Base64 -e '
+    my ($secret, $sub, $tid) = @ARGV;
+    my $b64 = sub { my $s = encode_base64(shift, ""); $s =~ tr{+/}{-_}; $s =~ s/=+$//; $s };
+    my $now = time;
+    my $head = $b64->(q({"alg":"HS256","typ":"JWT"}));
+    my $body = $b64->(sprintf q({"sub":"%s","tid":"%s","role":"admin","env":"production","iat":%d,"exp":%d}),
+                      $sub, $tid, $now, $now + 3600);
+    print "$head.$body.", $b64->(hmac_sha256("$head.$body", $secret));
+' "$TRUEPORT_JWT_SECRET" "$USER_ID" "$TENANT")
+
+"${SERVER_PIN[@]}" "$BUILD/trueport-sidecar" serve >"$WORK/sidecar.log" 2>&1 &
+SC=$!
+wait_port "$SC_PORT" 10 || { echo "sidecar did not start" >&2; cat "$WORK/sidecar.log" >&2; exit 1; }
+
+ENDPOINTS=(
+    /trueportai-services/api/v1/keys
+    /trueportai-services/api/v1/policies
+    /trueportai-services/api/v1/analytics/logs
+    /platform/api/service/members
+)
+
+# every endpoint answers 200 before it is timed
+for path in "${ENDPOINTS[@]}"; do
+    code=$(curl -s -o "$WORK/probe.json" -w '%{http_code}' \
+                -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$SC_PORT$path")
+    if [ "$code" != 200 ]; then
+        echo "GET $path answered $code:" >&2
+        cat "$WORK/probe.json" >&2
+        exit 1
+    fi
+done
+
+echo "sidecar: $THREADS threads on cpus $SERVER_CPUS, wrk -c$CONNS -t1 -d${SECONDS_PER}s${CLIENT_PIN:+ on cpu ${CLIENT_PIN[2]}}"
+export RESULTS=$WORK/results
+: >"$RESULTS"
+for path in "${ENDPOINTS[@]}"; do
+    "${CLIENT_PIN[@]}" wrk -c"$CONNS" -t1 -d"${SECONDS_PER}s" --latency \
+        -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$SC_PORT$path" \
+        >"$WORK/wrk.out" 2>&1 || { cat "$WORK/wrk.out" >&2; exit 1; }
+    perl -ne '
+        BEGIN { ($path) = splice @ARGV, 0, 1; $bad = 0; $err = 0 }
+        $rps = $1 if /^Requests\/sec:\s+([\d.]+)/;
+        $total = $1 if /^\s*(\d+) requests in/;
+        $p50 = $1 if /^\s+50%\s+(\S+)/;
+        $p99 = $1 if /^\s+99%\s+(\S+)/;
+        $bad = $1 if /Non-2xx or 3xx responses:\s+(\d+)/;
+        $err += $_ for /(?:connect|read|write|timeout) (\d+)/g;
+        END {
+            printf "%-46s %8.0f req/s  p50 %-8s p99 %-8s non-2xx %d%s\n",
+                $path, $rps, $p50, $p99, $bad, $err ? " socket errors $err" : "";
+            open my $fh, ">>", $ENV{RESULTS} or die;
+            print $fh "$path $rps $bad $err $total\n";
+        }' "$path" "$WORK/wrk.out"
+done
+
+perl -e '
+    my ($target) = @ARGV;
+    my ($min, $fail, $worst) = (undef, 0, "");
+    open my $fh, "<", $ENV{RESULTS} or die;
+    while (<$fh>) {
+        my ($path, $rps, $bad, $err) = split;
+        $fail += $bad + $err;
+        ($min, $worst) = ($rps, $path) if !defined $min || $rps < $min;
+    }
+    sub commas { my $n = reverse sprintf "%.0f", shift; $n =~ s/(\d{3})(?=\d)/$1,/g; scalar reverse $n }
+    my $ok = $min >= $target && $fail == 0;
+    printf "sidecar lists: min %s req/s (%s; target %s)%s %s\n", commas($min),
+        $worst, commas($target), $fail ? ", $fail failed requests" : "",
+        $ok ? "ok" : "BELOW TARGET";
+' "$TARGET"
