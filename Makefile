@@ -128,7 +128,7 @@ test-asan:
 bench:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory module sidecar
-	@bench/gateway.sh
+	@bench/all.sh
 
 clean:
 	rm -rf $(BUILD)

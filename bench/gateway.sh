@@ -23,8 +23,9 @@
 # (wrk --latency), peak RSS of the nginx workers (VmHWM).
 #
 # Scenarios
-#   a    one key: cache hit + rpm limiter + metering + spool, with the
-#        ~400-byte and the ~2 KB body (a-small, a-large)
+#   a    one key: cache hit + rpm limiter + metering + spool, ~400-byte
+#        body (a-small); a-large, the same with the ~2 KB body, is not in
+#        the default set (b runs the 2 KB body, and 10 minutes are short)
 #   b    a-large plus 5 policy rules of the key's tenant (a regex, a
 #        50-word keyword list, three PII rules over all seven detectors):
 #        the body is read and the prompt checked on every request (nothing
@@ -417,14 +418,22 @@ drain() {
 
 # fills the gateway's key cache: every key once, in order, in 5 s runs
 warm_keys() {
-    local off=0 n i
-    for ((i = 0; i < 60 && off < NKEYS; i++)); do
-        run_wrk "$WORK/warm.txt" "$GW_PORT" 5 "$WORK/body-small.json" \
-            "$WORK/keys-all" seq "$off"
-        n=$(sed -n 's/^completed //p' "$WORK/warm.txt")
-        off=$((off + n))
+    local off n i pass bad
+    # a lookup that failed (the sidecar busy past the lookup timeout) left
+    # its key uncached: another pass, until one has no error
+    for ((pass = 1; pass <= 3; pass++)); do
+        off=0 bad=0
+        for ((i = 0; i < 60 && off < NKEYS; i++)); do
+            run_wrk "$WORK/warm.txt" "$GW_PORT" 5 "$WORK/body-small.json" \
+                "$WORK/keys-all" seq "$off" 2>/dev/null
+            n=$(sed -n 's/^completed //p' "$WORK/warm.txt")
+            off=$((off + n))
+            grep -q 'Non-2xx\|Socket errors' "$WORK/warm.txt" && bad=1
+        done
+        echo "bench:   warm-up pass $pass: $off requests in order over the" \
+             "$NKEYS keys$([ "$bad" = 1 ] && echo ", with errors")"
+        [ "$bad" = 0 ] && break
     done
-    echo "bench:   warm-up: $off requests in order over the $NKEYS keys"
 }
 
 peak_rss() {    # peak_rss NAME: the largest VmHWM of its workers, in kB
@@ -606,6 +615,8 @@ for s in $SCENARIOS; do
     a)
         scenario a-small "one key, cache hit + rpm + metering + spool, $SMALL-byte body" \
             "$WORK/body-small.json" "$WORK/keys-one" 0 "$INGEST"
+        ;;
+    a-large)
         scenario a-large "one key, cache hit + rpm + metering + spool, $LARGE-byte body" \
             "$WORK/body-large.json" "$WORK/keys-one" 0 "$INGEST"
         ;;
@@ -637,5 +648,26 @@ for ((i = 0; i < 100; i++)); do
 done
 echo "bench: usage_logs rows metered: $("${PSQL[@]}" -c \
     "SELECT count(*) FROM usage_logs")"
+# the targets of issue 7, one verdict line per scenario
 echo "bench: summary"
-for l in "${SUMMARY[@]}"; do echo "  $l"; done
+printf '%s\n' "${SUMMARY[@]}" | perl -ne '
+    chomp;
+    my ($name, $ratio) = /^scenario (\S+): ratio ([\d.]+)/ or next;
+    my ($p99) = /added p99 ([-+]?\d+) us/;
+    $ratio{$name} = $ratio;
+    my $v = "";
+    if ($name =~ /^a-/) {
+        $v = sprintf "target >= 0.97 and p99 <= +100 us: %s",
+            $ratio >= 0.97 && $p99 <= 100 ? "met" : "NOT MET";
+    } elsif ($name eq "b") {
+        $v = sprintf "target >= 0.90: %s", $ratio >= 0.90 ? "met" : "NOT MET";
+    } elsif ($name eq "d" && defined $ratio{"a-small"}) {
+        my $gap = ($ratio{"a-small"} - $ratio) / $ratio{"a-small"};
+        $v = sprintf "target within 5%% of a-small (%.1f%% below): %s",
+            100 * $gap, $gap <= 0.05 ? "met" : "NOT MET";
+    } else {
+        $v = "no target";
+    }
+    print "  $_\n    -> $v\n";
+'
+
