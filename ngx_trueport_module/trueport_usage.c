@@ -770,6 +770,22 @@ doc_end(tp_usage_t *u)
 }
 
 
+/* the first CR or LF from p, or end: memchr's speed for LF, the usual
+ * line end, and a CR only looked for before it */
+static const unsigned char *
+line_end(const unsigned char *p, const unsigned char *end)
+{
+    const unsigned char *lf, *cr;
+
+    lf = memchr(p, '\n', end - p);
+    if (lf == NULL) {
+        lf = end;
+    }
+    cr = memchr(p, '\r', lf - p);
+    return cr ? cr : lf;
+}
+
+
 /* p is where an event's data line ends: whether the blank line that ends
  * the event follows, so the line is the whole event */
 static int
@@ -883,9 +899,7 @@ sse_feed(tp_usage_t *u, const unsigned char *p, size_t n)
                 }
             }
             start = p;
-            while (p < end && *p != '\r' && *p != '\n') {
-                p++;
-            }
+            p = line_end(p, end);
             if (u->event_lines == 1 && u->event_fresh && sse_whole(p, end)
                 && !sse_useful(u, start, p - start))
             {
@@ -904,9 +918,7 @@ sse_feed(tp_usage_t *u, const unsigned char *p, size_t n)
             break;
 
         case SSE_SKIP:
-            while (p < end && *p != '\r' && *p != '\n') {
-                p++;
-            }
+            p = line_end(p, end);
             if (p < end) {
                 u->sse = SSE_FIELD;
                 u->field_len = 0;
