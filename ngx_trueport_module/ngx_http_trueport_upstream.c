@@ -305,6 +305,9 @@ ngx_http_trueport_upstream_route(ngx_http_request_t *r,
             return NGX_HTTP_NOT_FOUND;
         }
 
+        /* the policies' model when the body names none */
+        ctx->deployment = deployment;
+
         if (ctx->key.endpoint.len) {
             base = ctx->key.endpoint;
         }
