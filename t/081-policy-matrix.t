@@ -5,8 +5,9 @@
 # Anthropic, Gemini); secrets split over content parts; Unicode and JSON
 # escapes around and inside a secret; the violations through the analytics
 # API (filters, the masked excerpt, tenant isolation); a rule changed with
-# PUT takes effect within a second. Model rules match what the provider
-# serves: Gemini's model and Azure's deployment, from the URL.
+# PUT takes effect within a second; a chunked body; rule scopes. Model
+# rules match what the provider serves: Gemini's model and Azure's
+# deployment, from the URL.
 use lib 't/lib';
 use Test::TruePort;
 use Test::TruePort::Mock;
@@ -591,5 +592,74 @@ is($u->{status}, 200, 'PUT: disabled');
 ($r, $took) = main::wait_status(200, $main::K->{key}, 'a kestrel flew by');
 is($r->{status}, 200, 'let through once disabled');
 ok($took <= 1.2, sprintf('within a second (%.2f s)', $took));
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: a chunked request body: redacted, sent with a Content-Length; blocked
+--- init
+mock_clear();
+--- http_config: $TEST_NGINX_GW_HTTP_SPOOL
+--- config: $TEST_NGINX_GW
+--- request eval
+[ map { my $b = main::body_of('openai', $_);
+        my $h = int(length($b) / 2);
+        "POST " . main::uri_of('openai') . "\n"
+        # (the harness drops one trailing "\n" of a request)
+        . sprintf("%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", $h, substr($b, 0, $h),
+                  length($b) - $h, substr($b, $h)) . "\n" }
+  'chunked to jane.roe@example.org, thanks', 'chunked operation nightjar' ]
+--- more_headers
+x-api-key: $TEST_NGINX_KEY
+Content-Type: application/json
+Transfer-Encoding: chunked
+--- error_code eval
+[200, 403]
+--- check
+my @got = mock_requests();
+is(scalar @got, 1, 'only the redacted one reached the provider');
+my $m = $got[0] || {};
+my $b = main::bytes($m);
+is($b, main::body_of('openai', 'chunked to [REDACTED:email], thanks'),
+   'the redacted body');
+is($m->{headers}{'content-length'}, length $b, 'Content-Length');
+ok(!exists $m->{headers}{'transfer-encoding'}, 'not chunked upstream');
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 10: a rule's scope (providers, key ids) decides where it applies
+--- init
+main::rule($main::T, { name => 'anthropic only', type => 'keywords',
+    config => { keywords => ['scopedword'] }, action => 'block',
+    scope => { providers => ['anthropic'] } });
+main::rule($main::T, { name => 'second key only', type => 'keywords',
+    config => { keywords => ['keyscoped'] }, action => 'block',
+    scope => { key_ids => [$main::K2->{id}] } });
+main::rule($main::T, { name => 'staging only', type => 'keywords',
+    config => { keywords => ['envscoped'] }, action => 'block',
+    scope => { envs => ['staging'] } });
+mock_clear();
+--- http_config: $TEST_NGINX_GW_HTTP
+--- config: $TEST_NGINX_GW
+--- request eval
+[ "POST " . main::uri_of('openai') . "\n" . main::body_of('openai', 'a scopedword'),
+  "POST " . main::uri_of('anthropic') . "\n" . main::body_of('anthropic', 'a scopedword'),
+  "POST " . main::uri_of('openai') . "\n" . main::body_of('openai', 'a keyscoped'),
+  "POST " . main::uri_of('openai') . "\n" . main::body_of('openai', 'a keyscoped'),
+  "POST " . main::uri_of('google') . "\n" . main::body_of('google', 'an envscoped') ]
+--- more_headers eval
+[ map { "x-api-key: $_\nanthropic-version: 2023-06-01\nContent-Type: application/json" }
+  $main::K->{key}, $main::K->{key}, $main::K->{key}, $main::K2->{key},
+  $main::K->{key} ]
+--- error_code eval
+[200, 403, 200, 403, 200]
+--- response_body_like eval
+[qr/./, qr/'anthropic only'/, qr/./, qr/'second key only'/, qr/./]
+--- check
+is(scalar(mock_requests()), 3, 'the three others reached the provider');
 --- no_error_log
 [error]
