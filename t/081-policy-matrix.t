@@ -663,3 +663,41 @@ mock_clear();
 is(scalar(mock_requests()), 3, 'the three others reached the provider');
 --- no_error_log
 [error]
+
+
+
+=== TEST 11: other places a prompt hides: system prompts, tool results, embeddings; lone surrogates, bad UTF-8
+--- init
+mock_clear();
+--- http_config: $TEST_NGINX_GW_HTTP
+--- config: $TEST_NGINX_GW
+--- request eval
+[ "POST " . main::uri_of('anthropic') . "\n"
+  . '{"model":"claude-3-5-haiku-latest","max_tokens":50,"system":"reply to ops@example.org","messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"found jane.roe@example.org"}]}]}',
+  "POST /trueportai-services/openai/v1/embeddings\n"
+  . '{"model":"text-embedding-3-small","input":["plain","to jane.roe@example.org"]}',
+  "POST " . main::uri_of('openai') . "\n"
+  . main::body_of('openai', '"\ud800 jane.roe@example.org \udc00"', raw => 1),
+  "POST " . main::uri_of('openai') . "\n"
+  . main::body_of('openai', "\xff\xfe jane.roe\@example.org", raw => 0) =~ s/\xc3\xbf\xc3\xbe/\xff\xfe/r ]
+--- more_headers
+x-api-key: $TEST_NGINX_KEY
+anthropic-version: 2023-06-01
+Content-Type: application/json
+--- error_code eval
+[200, 200, 200, 400]
+--- response_body_like eval
+[qr/./, qr/./, qr/./, qr/"code":"invalid_request_body"/]
+--- check
+my @got = mock_requests();
+is(scalar @got, 3, 'the bad UTF-8 one did not reach the provider');
+my @j = map { json_decode(main::bytes($_)) } @got;
+ok(@j == 3 && !grep({ !$_ } @j), 'valid JSON upstream');
+is($j[0]{system}, 'reply to [REDACTED:email]', 'anthropic: the system prompt');
+is($j[0]{messages}[0]{content}[0]{content}, 'found [REDACTED:email]',
+   'anthropic: the tool result');
+is_deeply($j[1]{input}, ['plain', 'to [REDACTED:email]'], 'embeddings input');
+is($j[2]{messages}[0]{content}, "\x{fffd} [REDACTED:email] \x{fffd}",
+   'lone surrogates become U+FFFD in a redacted string');
+--- no_error_log
+[error]
