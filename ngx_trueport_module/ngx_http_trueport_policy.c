@@ -641,9 +641,9 @@ ngx_http_trueport_policy_check(ngx_http_request_t *r,
 
     /*
      * Gemini names the model in the path: .../models/<model>:<method>.
-     * Azure routes by deployment, and a body may name no model at all:
-     * the deployment stands in for it then, or a model allow list would
-     * refuse every such request and a deny list would never see one.
+     * Azure serves the deployment in the path whatever "model" the body
+     * claims (or without one): model rules must match the deployment, or
+     * a deny list could be passed by naming another model in the body.
      */
 
     model = NULL;

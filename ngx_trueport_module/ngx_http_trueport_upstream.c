@@ -305,7 +305,7 @@ ngx_http_trueport_upstream_route(ngx_http_request_t *r,
             return NGX_HTTP_NOT_FOUND;
         }
 
-        /* the policies' model when the body names none */
+        /* what model rules match (ngx_http_trueport_policy_check()) */
         ctx->deployment = deployment;
 
         if (ctx->key.endpoint.len) {
