@@ -117,12 +117,20 @@ test:
 	@$(MAKE) --no-print-directory all
 	@scripts/test.sh
 
-# the same tests against an ASan/UBSan build of the sidecar
+# the same tests against ASan/UBSan builds of the sidecar and the module
+# (in build-asan/); Debian's nginx is not instrumented, so it runs with the
+# sanitizer runtimes preloaded, and a test block fails on any report
+ASAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) \
+               $(shell $(CC) -print-file-name=libubsan.so)
+
 test-asan:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory SANITIZE=1 BUILD=build-asan sidecar
-	@TP_SIDECAR=$(CURDIR)/build-asan/trueport-sidecar scripts/test.sh
+	@TRUEPORT_SANITIZE=1 TRUEPORT_BUILD=build-asan scripts/build-module.sh
+	@TP_SIDECAR=$(CURDIR)/build-asan/trueport-sidecar \
+	 TP_MODULE=$(CURDIR)/build-asan/ngx_http_trueport_module.so \
+	 TP_NGINX_PRELOAD="$(ASAN_PRELOAD)" scripts/test.sh
 
 # BENCH_SECONDS, BENCH_PAIRS, ... : see bench/gateway.sh
 bench:
@@ -131,4 +139,4 @@ bench:
 	@bench/all.sh
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan

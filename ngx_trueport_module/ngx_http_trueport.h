@@ -200,7 +200,7 @@ typedef struct {
     ngx_str_t                    args;           /* without "key=" */
     ngx_str_t                    upstream_url;
     ngx_str_t                    credential;
-    ngx_str_t                    deployment;     /* Azure's, in the URL */
+    ngx_str_t                    deployment;     /* Azure's, in r->uri */
 
     /* the limiter's figures for the x-ratelimit-* headers */
     ngx_uint_t                   rl_limit;

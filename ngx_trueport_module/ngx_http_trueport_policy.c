@@ -647,7 +647,12 @@ ngx_http_trueport_policy_check(ngx_http_request_t *r,
     a->free = ngx_http_trueport_policy_free;
     a->ctx = r->pool;
 
-    /* Gemini names the model in the path: .../models/<model>:<method> */
+    /*
+     * Gemini names the model in the path: .../models/<model>:<method>.
+     * Azure serves the deployment in the path whatever "model" the body
+     * claims (or without one): model rules must match the deployment, or
+     * a deny list could be passed by naming another model in the body.
+     */
 
     model = NULL;
     model_len = 0;
@@ -664,6 +669,10 @@ ngx_http_trueport_policy_check(ngx_http_request_t *r,
 
         model = (const char *) p;
         model_len = q - p;
+
+    } else if (ctx->provider == TP_AZURE && ctx->deployment.len) {
+        model = (const char *) ctx->deployment.data;
+        model_len = ctx->deployment.len;
     }
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -726,7 +735,17 @@ ngx_http_trueport_policy_check(ngx_http_request_t *r,
         ngx_http_trueport_policy_record(r, ctx, &pctx, v, ids[i]);
 
         if (v == res.blocked_by) {
-            id.data = ids[i];
+            /*
+             * the response header is sent after this function returns:
+             * it must not point into ids[], which is on the stack
+             */
+
+            id.data = ngx_pnalloc(r->pool, TP_UUID_LEN);
+            if (id.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(id.data, ids[i], TP_UUID_LEN);
             id.len = TP_UUID_LEN;
         }
     }

@@ -309,7 +309,9 @@ ngx_http_trueport_upstream_route(ngx_http_request_t *r,
             return NGX_HTTP_NOT_FOUND;
         }
 
-        ctx->deployment = deployment;     /* the model, for the meter */
+        /* the model for the model rules and, when the answer names
+         * none, for the meter */
+        ctx->deployment = deployment;
 
         if (ctx->key.endpoint.len) {
             base = ctx->key.endpoint;

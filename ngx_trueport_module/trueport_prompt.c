@@ -1203,8 +1203,11 @@ tp_prompt_parse(const tp_alloc_t *a, int provider, const unsigned char *body,
         url_model += 7;
         url_model_len -= 7;
     }
+    /* the URL names what is served: Gemini's model, Azure's deployment
+     * (Azure ignores a "model" in the body, so that is only a claim) */
     if (url_model != NULL && url_model_len > 0
-        && (provider == TP_GOOGLE || p->model == NULL))
+        && (provider == TP_GOOGLE || provider == TP_AZURE
+            || p->model == NULL))
     {
         p->model = tp_arena_strndup(&p->arena, url_model, url_model_len);
         if (p->model == NULL) {

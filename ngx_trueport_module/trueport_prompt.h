@@ -16,8 +16,10 @@
  *                  system_instruction) parts, content / requests[].content
  *                  (embeddings), every string in functionCall.args and
  *                  functionResponse.response
- * plus the model (body "model"; for google, or when the body has none, the
- * url_model argument, a leading "models/" dropped) and the largest of
+ * plus the model (body "model"; for google and azure, or when the body has
+ * none, the url_model argument, a leading "models/" dropped: the module
+ * passes Gemini's model and Azure's deployment from the URL, what the
+ * provider really serves) and the largest of
  * max_tokens, max_completion_tokens, max_output_tokens,
  * max_tokens_to_sample, generationConfig.maxOutputTokens.
  *

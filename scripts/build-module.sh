@@ -4,15 +4,19 @@
 #
 #   scripts/build-module.sh            configure when needed, then make
 #   TRUEPORT_SANITIZE=1 scripts/...    add -fsanitize=address,undefined
+#   TRUEPORT_BUILD=build-asan ...      another output folder (make test-asan
+#                                      keeps its sanitized module apart)
 #   NGX_SRC=/path/to/nginx/src         another nginx source tree
 #
-# All output goes to build/: configure runs with --builddir=build/nginx and
-# the script fails if anything in the nginx source tree changed.
+# All output goes to the build folder: configure runs with
+# --builddir=<build>/nginx and the script fails if anything in the nginx
+# source tree changed.
 
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD=$ROOT/build
+BUILD=${TRUEPORT_BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 OBJS=$BUILD/nginx
 NGX_SRC=${NGX_SRC:-/usr/share/nginx/src}
 MODULE=ngx_http_trueport_module

@@ -27,7 +27,7 @@ for my $a (@args) {
 my ($passed, $failed) = (0, 0);
 my %ran;
 
-my $harness = TAP::Harness->new({ verbosity => 0, lib => ['t/lib'],
+my $harness = TAP::Harness->new({ verbosity => ($ENV{TP_VERBOSE} ? 1 : 0), lib => ['t/lib'],
                                   color => 0, merge => 0 });
 # Counted per file as each one ends: a bail-out makes runtests() die and
 # lose its aggregator.

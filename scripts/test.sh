@@ -2,7 +2,8 @@
 # make test: a throwaway Postgres (migrated once into a template database),
 # every test under t/ (Test::Nginx-style files and the C unit tests), then
 # teardown.  The last line is "N passed, M failed".  TP_KEEP=1 keeps the
-# work folder; TP_TESTS="t/001-health.t ..." runs a subset.
+# work folder; TP_TESTS="t/001-health.t ..." runs a subset; TP_VERBOSE=1
+# prints every assertion.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 

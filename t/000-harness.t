@@ -557,8 +557,13 @@ GET /w
 --- check
 open my $fh, '<', "$::W/logs/nginx.pid" or die $!;
 chomp(my $master = <$fh>);
-my @w = grep { ((`cat /proc/$_/stat 2>/dev/null` =~ /^\d+ \(nginx\) \S+ (\d+)/)[0] // 0) == $master }
-        map { m{/proc/(\d+)$} } glob '/proc/[0-9]*';
+# (a worker may still be starting: under ASan that takes a while)
+my @w;
+for (my $deadline = Time::HiRes::time() + 5; ; Time::HiRes::sleep(0.05)) {
+    @w = grep { ((`cat /proc/$_/stat 2>/dev/null` =~ /^\d+ \(nginx\) \S+ (\d+)/)[0] // 0) == $master }
+         map { m{/proc/(\d+)$} } glob '/proc/[0-9]*';
+    last if @w >= 3 || Time::HiRes::time() > $deadline;
+}
 is(scalar @w, 3, 'TEST 16 - three workers');
 workers(2);
 

@@ -463,6 +463,6 @@ for my $c (@cases) {
             . "pid $dir/logs/bad.pid;\nevents {}\n"
             . "http { $c->[0] server { listen 127.0.0.1:1; $c->[1] } }\n";
     close $fh;
-    my $out = `$ENV{TP_NGINX} -t -q -p $dir/ -c $dir/conf/bad.conf 2>&1`;
+    my $out = `@{[ nginx_cmd() ]} -t -q -p $dir/ -c $dir/conf/bad.conf 2>&1`;
     like($out, $c->[2], "refused: $c->[2]");
 }

@@ -125,7 +125,7 @@ http {
 CONF
     close $fh;
 
-    my $out = `$ENV{TP_NGINX} -p $dir/ -c $dir/nginx.conf -e $dir/logs/error.log 2>&1`;
+    my $out = `@{[ nginx_cmd() ]} -p $dir/ -c $dir/nginx.conf -e $dir/logs/error.log 2>&1`;
     return "nginx did not start: $out" if $?;
     wait_port($port, 5);
 

@@ -183,7 +183,10 @@ test_openai(void)
     is_str(p ? p->model : NULL, "my-gpt4-deployment", "azure: the deployment when the body has no model");
     tp_prompt_destroy(p);
     p = parse_url(TP_AZURE, "{\"model\":\"gpt-4o\",\"messages\":[]}", "dep");
-    is_str(p ? p->model : NULL, "gpt-4o", "azure: the body's model wins");
+    is_str(p ? p->model : NULL, "dep", "azure: the deployment wins (Azure ignores the body's model)");
+    tp_prompt_destroy(p);
+    p = parse_url(TP_AZURE, "{\"model\":\"gpt-4o\",\"messages\":[]}", NULL);
+    is_str(p ? p->model : NULL, "gpt-4o", "azure: the body's model without a deployment");
     tp_prompt_destroy(p);
 }
 

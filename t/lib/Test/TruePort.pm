@@ -43,8 +43,10 @@ package Test::TruePort;
 # HTML_DIR, INTERNAL_TOKEN, JWT_SECRET are set by the harness.
 #
 # A block also fails (without dying the file) when a section is unknown,
-# init/check/an eval dies, nginx does not start, a worker crashed, or the
-# sidecar exited behind the harness's back.
+# init/check/an eval dies, nginx does not start, a worker crashed, the
+# sidecar exited behind the harness's back, or (make test-asan: a
+# sanitized module, TP_NGINX_PRELOAD naming libasan/libubsan) nginx wrote
+# an ASan/UBSan report.
 #
 # Helpers for chained calls: api(), sidecar_api(), http_request(), dbh(),
 # pg_stop(), pg_start(), restart_sidecar(), stop_sidecar(), jwt() and more
@@ -82,7 +84,7 @@ our @EXPORT = qw(
     restart_sidecar stop_sidecar start_sidecar db_dsn dbh pg_stop pg_start
     work_dir api sidecar_api http_request sidecar_log_tail error_log_tail
     jwt json_encode json_decode internal_token free_port wait_port
-    nginx_reload
+    nginx_reload nginx_cmd
 );
 
 # Exports the helpers and Test::More into the test file, with strict and
@@ -100,6 +102,8 @@ my $ROOT = abs_path($ENV{TP_ROOT} // dirname(__FILE__) . '/../../..');
 my $NGINX = $ENV{TP_NGINX} // '/usr/sbin/nginx';
 my $MODULE = $ENV{TP_MODULE} // "$ROOT/build/ngx_http_trueport_module.so";
 my $SIDECAR = $ENV{TP_SIDECAR} // "$ROOT/build/trueport-sidecar";
+# a sanitized module in an uninstrumented nginx: the runtimes go first
+my $PRELOAD = $ENV{TP_NGINX_PRELOAD} // '';
 my $JWT_SECRET = 'trueport-test-jwt-secret-0123456789abcdef';
 my $MASTER_KEY = '00112233445566778899aabbccddeeff' x 2;
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
@@ -317,6 +321,16 @@ sub _tail {
     return join '', @l[($#l - $n + 1 < 0 ? 0 : $#l - $n + 1) .. $#l];
 }
 
+sub _head {
+    my ($file, $n) = @_;
+    open my $fh, '<', $file or return '';
+    my @l;
+    while (@l < $n and defined(my $line = <$fh>)) {
+        push @l, $line;
+    }
+    return join '', @l;
+}
+
 sub sidecar_log_tail { _tail("$work/logs/sidecar.log", shift // 30) }
 sub error_log_tail   { _tail("$work/logs/error.log", shift // 30) }
 
@@ -467,6 +481,29 @@ sub _stop_nginx {
 }
 
 
+# The environment nginx runs in under TP_NGINX_PRELOAD: reports to files
+# (a daemon's stderr is the error log); no leak check (nginx frees its
+# pools at exit by destroying them); a crash stays a crash (signal 11 in
+# the error log, which the harness looks for) rather than an ASan report.
+sub _sanitizer_env {
+    return () unless $PRELOAD;
+    return (LD_PRELOAD => $PRELOAD,
+            ASAN_OPTIONS => "log_path=$work/logs/asan:detect_leaks=0"
+                . ':detect_stack_use_after_return=1:handle_segv=0'
+                . ':handle_sigbus=0:handle_sigfpe=0:handle_abort=0',
+            UBSAN_OPTIONS => "log_path=$work/logs/ubsan"
+                . ':print_stacktrace=1:halt_on_error=0');
+}
+
+
+# nginx as a shell command, for a test that runs it itself (nginx -t, a
+# second instance): under make test-asan with the sanitizer environment.
+sub nginx_cmd {
+    my %e = _sanitizer_env();
+    return join ' ', (map { "$_='$e{$_}'" } sort keys %e), $NGINX;
+}
+
+
 # Runs nginx (it daemonizes); returns its exit status and what it printed.
 sub _spawn_nginx {
     my @cmd = ($NGINX, '-p', "$work/", '-c', "$work/conf/nginx.conf",
@@ -474,6 +511,7 @@ sub _spawn_nginx {
     my $pid = open(my $out, '-|') // die "harness: fork: $!";
     if ($pid == 0) {
         open STDERR, '>&', \*STDOUT;
+        %ENV = (%ENV, _sanitizer_env());
         { exec @cmd }
         print "harness: exec $NGINX: $!\n";
         POSIX::_exit(127);
@@ -779,6 +817,16 @@ sub _request_of {
 }
 
 
+# the sanitizer reports nginx wrote since the last call (TP_NGINX_PRELOAD)
+my %sanitizer_seen;
+
+sub _sanitizer_reports {
+    my @new = grep { !$sanitizer_seen{$_}++ }
+              glob("$work/logs/asan.* $work/logs/ubsan.*");
+    return join '', map { "$_:\n" . _head($_, 40) } @new;
+}
+
+
 sub _log_since {
     my $off = shift;
     open my $fh, '<', "$work/logs/error.log" or return '';
@@ -970,6 +1018,12 @@ sub _run_block {
     sleep 0.05;
     _check_log(\%s, $label, _log_since($log_off));
 
+    if ($PRELOAD) {
+        my $reports = _sanitizer_reports();
+        _fail("$label - no ASan/UBSan report from nginx", $reports)
+            if length $reports;
+    }
+
     if ($sidecar_pid && _reaped($sidecar_pid)) {
         _fail("$label - the sidecar is still running",
               "it exited with status $?:\n" . sidecar_log_tail(20));
@@ -983,6 +1037,11 @@ sub run_tests {
         _run_block($block);
     }
     _stop_nginx();
+    if ($PRELOAD) {
+        my $reports = _sanitizer_reports();
+        _fail("no ASan/UBSan report from nginx at exit", $reports)
+            if length $reports;
+    }
     Test::More::done_testing();
 }
 
