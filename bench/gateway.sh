@@ -419,9 +419,13 @@ drain() {
 # fills the gateway's key cache: every key once, in order, in 5 s runs
 warm_keys() {
     local off n i pass bad
-    # a lookup that failed (the sidecar busy past the lookup timeout) left
-    # its key uncached: another pass, until one has no error
-    for ((pass = 1; pass <= 3; pass++)); do
+    # Two passes at least: when a 5 s run ends, a connection may still be
+    # waiting on a key issued well before the last one completed, and the
+    # next run starts after the completed count, so a few keys are never
+    # sent in the first pass; the second sends every key again (hits but
+    # for those).  More passes while lookups failed (the sidecar busy past
+    # the lookup timeout leaves the key uncached).
+    for ((pass = 1; pass <= 4; pass++)); do
         off=0 bad=0
         for ((i = 0; i < 60 && off < NKEYS; i++)); do
             run_wrk "$WORK/warm.txt" "$GW_PORT" 5 "$WORK/body-small.json" \
@@ -432,7 +436,7 @@ warm_keys() {
         done
         echo "bench:   warm-up pass $pass: $off requests in order over the" \
              "$NKEYS keys$([ "$bad" = 1 ] && echo ", with errors")"
-        [ "$bad" = 0 ] && break
+        [ "$bad" = 0 ] && [ "$pass" -ge 2 ] && break
     done
 }
 
