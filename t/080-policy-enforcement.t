@@ -46,9 +46,23 @@ rule($T, { name => 'ticket ids', type => 'regex',
            config => { patterns => ['(?i)secret-\d{4}'] }, action => 'log',
            priority => 30 });
 
+# a tenant whose rules no worker has loaded, for the fail-closed test: its
+# rule loads go to a port where nothing listens
+our $F = gw_tenant();
+our $FK = gw_key($F, rpm => 1000);
+rule($F, { name => 'anything', type => 'keywords',
+           config => { keywords => ['zebra'] }, action => 'log' });
+our $DOWN = free_port();
+(our $POLICY_DOWN = gw_locations(policy => 1))
+    =~ s{proxy_pass http://\S+/internal/v1/policies}
+        {proxy_pass http://127.0.0.1:$DOWN/internal/v1/policies}
+    or die "no policies location to break";
+
 gw_env(
     KEY => $K->{key},
     NKEY => $NK->{key},
+    FKEY => $FK->{key},
+    GW_POLICY_DOWN => $POLICY_DOWN,
     GW_HTTP_SPOOL => gw_http_config()
                      . "    trueport_spool $SPOOL max_size=1m max_age=1s;\n",
     GW_SMALL => gw_locations(policy => 1,
@@ -331,3 +345,26 @@ is($r->{status}, 200, 'let through after the rule was deleted');
 ok($took <= 1.2, sprintf('within a second (%.2f s)', $took));
 --- no_error_log
 [error]
+
+
+
+=== TEST 10: rules that cannot be loaded: 503, nothing upstream (fail closed)
+The tenant has a rule no worker has loaded and the rule load fails (nothing
+listens): its request is refused, not passed unchecked; a tenant without
+rules needs no load and goes through.
+--- http_config: $TEST_NGINX_GW_HTTP
+--- config: $TEST_NGINX_GW_POLICY_DOWN
+--- request eval
+"POST $main::uri{openai}\n" . main::body_of('openai', 'a fail-closed canary')
+--- more_headers
+x-api-key: $TEST_NGINX_FKEY
+Content-Type: application/json
+--- error_code: 503
+--- response_body_like: "code":"gateway_unavailable"
+--- check
+is(scalar main::mock_bodies_with('fail-closed canary'), 0,
+   'nothing reached the provider');
+my $r = main::send_text($main::NK->{key}, 'no rules here');
+is($r->{status}, 200, 'a tenant without rules is not held up');
+--- error_log eval
+qr/trueport: policy load "[^"]+" failed with status (502|504)/
