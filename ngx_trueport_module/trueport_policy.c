@@ -1120,6 +1120,9 @@ typedef struct {
     int         all;             /* every match (redact), else the first */
     unsigned    count;
     size_t      s, e;            /* the first match */
+    size_t      digit0;          /* the text's first ASCII digit (n: none):
+                                    found once for the five detectors that
+                                    start at one */
 } emit_t;
 
 
@@ -1288,8 +1291,10 @@ det_email(const unsigned char *t, size_t n, emit_t *m)
 static void
 det_phone(const unsigned char *t, size_t n, emit_t *m)
 {
-    size_t gs[PH_GROUPS], ge[PH_GROUPS], ng, i = 0, j, k, g, sep, digits,
+    size_t gs[PH_GROUPS], ge[PH_GROUPS], ng, i, j, k, g, sep, digits,
            best, start, end;
+
+    i = m->digit0;
 
     while ((i = next_digit(t, i, n)) < n) {
         if (i > 0 && (t[i - 1] == '+' || t[i - 1] == '(')) {
@@ -1419,9 +1424,11 @@ card_prefix(const unsigned char *d, size_t n)
 static void
 det_card(const unsigned char *t, size_t n, emit_t *m)
 {
-    size_t        gs[CARD_GROUPS], ge[CARD_GROUPS], ng, i = 0, j, s, e, best,
+    size_t        gs[CARD_GROUPS], ge[CARD_GROUPS], ng, i, j, s, e, best,
                   digits, k, dn;
     unsigned char d[19];
+
+    i = m->digit0;
 
     while ((i = next_digit(t, i, n)) < n) {
         if (wb(t, i)) {
@@ -1490,7 +1497,7 @@ det_ssn(const unsigned char *t, size_t n, emit_t *m)
     unsigned sep;
     int      area, group, serial;
 
-    for (i = next_digit(t, 0, n); i + 11 <= n; i = next_digit(t, i + 1, n)) {
+    for (i = m->digit0; i + 11 <= n; i = next_digit(t, i + 1, n)) {
         sep = t[i + 3];
         if ((sep != '-' && sep != ' ') || t[i + 6] != sep
             || !IS_DIGIT(t[i + 1]) || !IS_DIGIT(t[i + 2])
@@ -1555,7 +1562,9 @@ det_iban(const unsigned char *t, size_t n, emit_t *m)
     unsigned char c[40];
     size_t        d, i, j, k, cnt, cand_n[16], cand_e[16], nc, g;
 
-    for (d = next_digit(t, 2, n); d + 13 <= n; d = next_digit(t, d + 1, n)) {
+    for (d = next_digit(t, m->digit0 > 2 ? m->digit0 : 2, n); d + 13 <= n;
+         d = next_digit(t, d + 1, n))
+    {
         /* the check digits follow the two letters of the country */
         i = d - 2;
         if (!IS_UPPER(t[i]) || !IS_UPPER(t[i + 1]) || !IS_DIGIT(t[i + 3])
@@ -1616,8 +1625,10 @@ det_iban(const unsigned char *t, size_t n, emit_t *m)
 static void
 det_ipv4(const unsigned char *t, size_t n, emit_t *m)
 {
-    size_t i = 0, j, k, len;
+    size_t i, j, k, len;
     int    oct, ok;
+
+    i = m->digit0;
 
     while ((i = next_digit(t, i, n)) < n) {
         ok = !wb(t, i) && !(i > 0 && t[i - 1] == '.');
@@ -2468,6 +2479,7 @@ tp_policy_eval(const tp_policy_set_t *set, tp_prompt_t *p,
     ev.p = p;
     ev.out = out;
     clock_gettime(CLOCK_MONOTONIC, &ev.t0);
+    m.digit0 = next_digit(text, 0, n);
 
     for (i = 0; set != NULL && i < set->nrules && !ev.nomem
                 && out->action != TP_ACTION_BLOCK; i++)

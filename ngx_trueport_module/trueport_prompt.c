@@ -974,10 +974,11 @@ static int
 add_segment(ex_t *x, const unsigned char *raw, size_t len, int escaped,
             uint32_t join)
 {
-    tp_prompt_t  *p = x->p;
-    tp_segment_t *s;
-    size_t        off, n, i;
-    int           sep;
+    tp_prompt_t         *p = x->p;
+    tp_segment_t        *s;
+    size_t               off, n, i, chars;
+    int                  sep;
+    const unsigned char *t;
 
     if (len == 0) {
         return 0;
@@ -1016,9 +1017,13 @@ add_segment(ex_t *x, const unsigned char *raw, size_t len, int escaped,
         memcpy(p->text + off, raw, len);
         n = len;
     }
-    for (i = 0; i < n; i++) {
-        p->chars += (p->text[off + i] & 0xc0) != 0x80;
+    /* a local count: through p the compiler must assume the text bytes
+     * alias p->chars, and stores it at every byte */
+    t = p->text + off;
+    for (i = 0, chars = 0; i < n; i++) {
+        chars += (t[i] & 0xc0) != 0x80;
     }
+    p->chars += chars;
     p->text_len = off + n;
 
     if (p->nsegs == p->segs_cap) {
