@@ -18,9 +18,11 @@
 #define NGX_HTTP_TRUEPORT_EXPIRE_MAX       16
 
 
-/* an LRU position younger than this is not moved on a hit (fewer writes
- * to shared cache lines; the order is exact to this much) */
-#define NGX_HTTP_TRUEPORT_LRU_DELAY        1000
+/* an LRU position younger than this is not moved on a hit: with 100,000
+ * keys in use every entry would move at every hit, three cache misses on
+ * other entries' lines under the zone's mutex; the queue only orders
+ * evictions, and to ten seconds is close enough (the limiter's too) */
+#define NGX_HTTP_TRUEPORT_LRU_DELAY        10000
 
 
 typedef struct {

@@ -97,8 +97,8 @@ ngx_http_trueport_ratelimit(ngx_http_request_t *r,
         ngx_queue_insert_head(&zone->sh->rl_queue, &rl->queue);
         zone->sh->rl_entries++;
 
-    } else if (ngx_current_msec - rl->used >= 1000) {
-        /* as in the key cache: the LRU order is exact to a second */
+    } else if (ngx_current_msec - rl->used >= 10000) {
+        /* as in the key cache: the LRU order is exact to ten seconds */
         rl->used = ngx_current_msec;
         ngx_queue_remove(&rl->queue);
         ngx_queue_insert_head(&zone->sh->rl_queue, &rl->queue);
