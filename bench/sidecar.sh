@@ -5,9 +5,9 @@
 # for BENCH_SECONDS (default 10). Prints one line per endpoint (requests/s,
 # p50, p99, non-2xx) and a summary line against SIDECAR_TARGET (default
 # 5000 requests/s) over the management lists; the rate-limited analytics
-# logs get a line of their own (see RATE_LIMITED). With 2+ cores wrk runs on the last core and the
-# sidecar and Postgres on the others (BENCH_PIN=0: no pinning, for a
-# comparison). Route rate limits are off for the run
+# logs get a line of their own (see RATE_LIMITED). With 2+ cores wrk runs
+# on the last core and the sidecar and Postgres on the others (BENCH_PIN=0:
+# no pinning, for a comparison). Route rate limits are off for the run
 # (TRUEPORT_RATE_LIMITS=0): the bench measures handlers, not 429s.
 # Everything lives in a throwaway folder and is stopped at exit.
 #   bench/sidecar.sh

@@ -141,27 +141,36 @@ jw_steal(jw_t *w, size_t *len)
 }
 
 
-/* room for n more bytes and the terminator */
 static void
+jw_grow(jw_t *w, size_t n)
+{
+    size_t  cap = w->cap ? w->cap : 256;
+    char   *b;
+
+    while (cap < w->len + n + 1) {
+        cap *= 2;
+    }
+    b = realloc(w->buf, cap);
+    if (b == NULL) {
+        fprintf(stderr, "trueport-sidecar: out of memory\n");
+        abort();
+    }
+    w->buf = b;
+    w->cap = cap;
+}
+
+
+/* room for n more bytes and the terminator */
+static inline void
 jw_reserve(jw_t *w, size_t n)
 {
     if (w->len + n + 1 > w->cap) {
-        size_t cap = w->cap ? w->cap : 256;
-        while (cap < w->len + n + 1) {
-            cap *= 2;
-        }
-        char *b = realloc(w->buf, cap);
-        if (b == NULL) {
-            fprintf(stderr, "trueport-sidecar: out of memory\n");
-            abort();
-        }
-        w->buf = b;
-        w->cap = cap;
+        jw_grow(w, n);
     }
 }
 
 
-static void
+static inline void
 jw_put(jw_t *w, const char *s, size_t n)
 {
     jw_reserve(w, n);
@@ -185,6 +194,12 @@ jw_sep(jw_t *w)
 }
 
 
+/* the bytes a JSON string cannot hold as they are */
+static const unsigned char jw_must_escape[256] = {
+    [0x00 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1,
+};
+
+
 static void
 jw_escape(jw_t *w, const char *s, size_t n)
 {
@@ -197,6 +212,11 @@ jw_escape(jw_t *w, const char *s, size_t n)
         unsigned char c = (unsigned char) s[i];
         const char   *rep = NULL;
 
+        /* most bytes need nothing: copy them in runs */
+        if (!jw_must_escape[c]) {
+            continue;
+        }
+
         switch (c) {
         case '"':  rep = "\\\""; break;
         case '\\': rep = "\\\\"; break;
@@ -206,18 +226,16 @@ jw_escape(jw_t *w, const char *s, size_t n)
         case '\b': rep = "\\b"; break;
         case '\f': rep = "\\f"; break;
         default:
-            if (c < 0x20) {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                jw_put(w, s + start, i - start);
-                jw_put(w, esc, 6);
-                start = i + 1;
-            }
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            jw_put(w, s + start, i - start);
+            jw_put(w, esc, 6);
+            start = i + 1;
             continue;
         }
         jw_put(w, s + start, i - start);
-        jw_put(w, rep, strlen(rep));
+        jw_put(w, rep, 2);
         start = i + 1;
     }
     jw_put(w, s + start, n - start);
