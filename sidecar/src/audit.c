@@ -45,6 +45,7 @@ audit_list(req_t *r, const char *tenant_id, jw_t *w)
     const char *action;
     char        slimit[24], soffset[24];
     long        limit, offset;
+    long long   total;
     PGresult   *cnt, *res;
     int         i;
 
@@ -64,20 +65,25 @@ audit_list(req_t *r, const char *tenant_id, jw_t *w)
     " WHERE ($1::uuid IS NULL OR a.tenant_id = $1)"                          \
     " AND ($2::text IS NULL OR starts_with(a.action, $2))"
 
-    cnt = dbq(r, "SELECT count(*) FROM audit_log a" AUDIT_WHERE, 2,
-              tenant_id, action);
-    if (cnt == NULL) {
-        return -1;
-    }
     res = dbq(r,
               "SELECT a.id, a.tenant_id, a.actor_id, u.email, a.action,"
-              " a.target, a.detail, a.client_ip, " TS("a.created_at")
+              " a.target, a.detail, a.client_ip, " TS("a.created_at") ","
+              " (SELECT count(*) FROM audit_log a" AUDIT_WHERE ")"
               " FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id"
               AUDIT_WHERE
               " ORDER BY a.id DESC LIMIT $3 OFFSET $4", 4,
               tenant_id, action, slimit, soffset);
     if (res == NULL) {
         return -1;
+    }
+    if (page_total(res, offset, &total) != 0) {
+        /* an empty page past the end carries no total */
+        cnt = dbq(r, "SELECT count(*) FROM audit_log a" AUDIT_WHERE, 2,
+                  tenant_id, action);
+        if (cnt == NULL) {
+            return -1;
+        }
+        total = atoll(PQgetvalue(cnt, 0, 0));
     }
 
     jw_page_begin(w);
@@ -100,7 +106,7 @@ audit_list(req_t *r, const char *tenant_id, jw_t *w)
         jw_kstr(w, "created_at", PQgetvalue(res, i, 8));
         jw_obj_end(w);
     }
-    jw_page_end(w, atoll(PQgetvalue(cnt, 0, 0)), limit, offset);
+    jw_page_end(w, total, limit, offset);
 
 #undef AUDIT_WHERE
     return 0;

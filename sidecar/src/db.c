@@ -81,6 +81,10 @@ db_connect_once(const char *dsn, char *err, size_t errlen)
 
     /* a query must never hold a worker thread forever */
     PQclear(PQexec(c, "SET statement_timeout = '10s'"));
+
+    /* timestamps come back in the form jw_pg_ts() reads, whatever the
+     * server's default (only the output style; the input order stays) */
+    PQclear(PQexec(c, "SET DateStyle = ISO"));
     return c;
 }
 

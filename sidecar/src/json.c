@@ -142,21 +142,38 @@ jw_steal(jw_t *w, size_t *len)
 
 
 static void
-jw_put(jw_t *w, const char *s, size_t n)
+jw_grow(jw_t *w, size_t n)
+{
+    size_t  cap = w->cap ? w->cap : 256;
+    char   *b;
+
+    while (cap < w->len + n + 1) {
+        cap *= 2;
+    }
+    b = realloc(w->buf, cap);
+    if (b == NULL) {
+        fprintf(stderr, "trueport-sidecar: out of memory\n");
+        abort();
+    }
+    w->buf = b;
+    w->cap = cap;
+}
+
+
+/* room for n more bytes and the terminator */
+static inline void
+jw_reserve(jw_t *w, size_t n)
 {
     if (w->len + n + 1 > w->cap) {
-        size_t cap = w->cap ? w->cap : 256;
-        while (cap < w->len + n + 1) {
-            cap *= 2;
-        }
-        char *b = realloc(w->buf, cap);
-        if (b == NULL) {
-            fprintf(stderr, "trueport-sidecar: out of memory\n");
-            abort();
-        }
-        w->buf = b;
-        w->cap = cap;
+        jw_grow(w, n);
     }
+}
+
+
+static inline void
+jw_put(jw_t *w, const char *s, size_t n)
+{
+    jw_reserve(w, n);
     memcpy(w->buf + w->len, s, n);
     w->len += n;
     w->buf[w->len] = '\0';
@@ -177,6 +194,12 @@ jw_sep(jw_t *w)
 }
 
 
+/* the bytes a JSON string cannot hold as they are */
+static const unsigned char jw_must_escape[256] = {
+    [0x00 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1,
+};
+
+
 static void
 jw_escape(jw_t *w, const char *s, size_t n)
 {
@@ -189,6 +212,11 @@ jw_escape(jw_t *w, const char *s, size_t n)
         unsigned char c = (unsigned char) s[i];
         const char   *rep = NULL;
 
+        /* most bytes need nothing: copy them in runs */
+        if (!jw_must_escape[c]) {
+            continue;
+        }
+
         switch (c) {
         case '"':  rep = "\\\""; break;
         case '\\': rep = "\\\\"; break;
@@ -198,18 +226,16 @@ jw_escape(jw_t *w, const char *s, size_t n)
         case '\b': rep = "\\b"; break;
         case '\f': rep = "\\f"; break;
         default:
-            if (c < 0x20) {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                jw_put(w, s + start, i - start);
-                jw_put(w, esc, 6);
-                start = i + 1;
-            }
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            jw_put(w, s + start, i - start);
+            jw_put(w, esc, 6);
+            start = i + 1;
             continue;
         }
         jw_put(w, s + start, i - start);
-        jw_put(w, rep, strlen(rep));
+        jw_put(w, rep, 2);
         start = i + 1;
     }
     jw_put(w, s + start, n - start);
@@ -329,6 +355,95 @@ jw_raw(jw_t *w, const char *json)
     jw_sep(w);
     jw_put(w, json, strlen(json));
     w->need_comma = 1;
+}
+
+
+void
+jw_jsonb(jw_t *w, const char *text)
+{
+    size_t      len, n = 0;
+    const char *s;
+    char       *d;
+    int         in_str = 0;
+
+    if (text == NULL) {
+        jw_null(w);
+        return;
+    }
+    len = strlen(text);
+
+    /* what json_parse() refuses, org_jw_json() writes as it is */
+    if (!json_depth_ok(text, len)) {
+        jw_raw(w, text);
+        return;
+    }
+
+    jw_sep(w);
+    jw_reserve(w, len);                    /* compacting only shrinks it */
+
+    d = w->buf + w->len;
+    for (s = text; *s; s++) {
+        if (in_str) {
+            if (*s == '\\' && s[1] != '\0') {
+                d[n++] = *s++;
+            } else if (*s == '"') {
+                in_str = 0;
+            }
+        } else if (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r') {
+            continue;
+        } else if (*s == '"') {
+            in_str = 1;
+        }
+        d[n++] = *s;
+    }
+    w->len += n;
+    w->buf[w->len] = '\0';
+    w->need_comma = 1;
+}
+
+
+void
+jw_pg_ts(jw_t *w, const char *text)
+{
+    const char *t, *frac, *end;
+    char        b[48];
+    size_t      n, date, i;
+
+    /* "YYYY-MM-DD HH:MM:SS[.ffffff][ BC]"; the year may be longer */
+    t = text ? strchr(text, ' ') : NULL;
+    if (t == NULL || text[0] < '0' || text[0] > '9' || strlen(t) < 9) {
+        jw_null(w);                        /* NULL, infinity, -infinity */
+        return;
+    }
+    date = (size_t) (t - text);
+    if (date + 24 > sizeof(b)) {
+        jw_null(w);
+        return;
+    }
+
+    memcpy(b, text, date);
+    n = date;
+    b[n++] = 'T';
+    memcpy(b + n, t + 1, 8);               /* HH:MM:SS */
+    n += 8;
+    b[n++] = '.';
+
+    /* to_char's MS truncates the microseconds; the era ("BC") is not
+     * part of YYYY */
+    frac = t + 9;
+    end = frac;
+    if (*frac == '.') {
+        for (end = frac + 1; *end >= '0' && *end <= '9'; end++) {
+            /* the digits */
+        }
+        frac++;
+    }
+    for (i = 0; i < 3; i++) {
+        b[n++] = (frac + i < end) ? frac[i] : '0';
+    }
+    b[n++] = 'Z';
+
+    jw_strn(w, b, n);
 }
 
 

@@ -45,6 +45,20 @@ void jw_null(jw_t *w);
 void jw_raw(jw_t *w, const char *json);       /* an already-encoded value */
 void jw_tree(jw_t *w, yajl_val v);            /* re-encode a parsed value */
 
+/* A jsonb column's text form, compactly: the bytes jw_tree() would write
+ * after parsing it, without building the tree (Postgres writes jsonb as
+ * valid JSON whose only whitespace outside strings follows ':' and ',');
+ * NULL writes null. */
+void jw_jsonb(jw_t *w, const char *text);
+
+/* A timestamp column selected as (col AT TIME ZONE 'UTC') on a connection
+ * with DateStyle ISO ("2026-01-31 12:00:00.123456"), written as the string
+ * to_char(col AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') gives:
+ * "2026-01-31T12:00:00.123Z" (milliseconds truncated); NULL and infinity
+ * write null, as to_char returns NULL for them. Formatting here spares
+ * Postgres a to_char per timestamp per row. */
+void jw_pg_ts(jw_t *w, const char *text);
+
 /* key + value shorthands */
 #define jw_kstr(w, k, v)  (jw_key(w, k), jw_str(w, v))
 #define jw_kint(w, k, v)  (jw_key(w, k), jw_int(w, v))

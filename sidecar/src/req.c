@@ -360,6 +360,21 @@ jw_page_end(jw_t *w, long long total, long limit, long offset)
 }
 
 
+int
+page_total(PGresult *res, long offset, long long *total)
+{
+    if (PQntuples(res) > 0) {
+        *total = atoll(PQgetvalue(res, 0, PQnfields(res) - 1));
+        return 0;
+    }
+    if (offset == 0) {
+        *total = 0;
+        return 0;
+    }
+    return -1;
+}
+
+
 static void
 free_result(void *p)
 {

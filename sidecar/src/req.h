@@ -115,6 +115,13 @@ int page_parse(const char *slimit, const char *soffset, long *limit,
 void jw_page_begin(jw_t *w);
 void jw_page_end(jw_t *w, long long total, long limit, long offset);
 
+/* A list's total from its page query, which carries an uncorrelated
+ * (SELECT count(*) ...) as its last column: one round trip instead of two.
+ * An empty page has no row to carry it: at offset 0 the total is 0, past
+ * it the caller must count (returns -1, *total untouched). */
+int page_total(PGresult *res, long offset, long long *total)
+    __attribute__((warn_unused_result));
+
 /* Database access on this thread's connection. On failure the error reply
  * is sent (SQLSTATE mapped to a status in one place) and NULL returned.
  * The result is freed when the request completes. */

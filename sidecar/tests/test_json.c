@@ -1,9 +1,86 @@
-/* test_json.c - bounded parsing, lookups, the writer, page parsing */
+/* test_json.c - bounded parsing, lookups, the writer, page parsing, the
+ * list rows' timestamp and jsonb writers */
 #include "tap.h"
 #include "json.h"
 #include "req.h"
 
 #include <stdlib.h>
+
+
+/* what to_char(ts, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') gives for the ISO
+ * text of the same timestamp */
+static void
+test_pg_ts(void)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        { "2026-01-31 12:00:00", "\"2026-01-31T12:00:00.000Z\"" },
+        { "2026-01-31 12:00:00.5", "\"2026-01-31T12:00:00.500Z\"" },
+        { "2026-01-31 12:00:00.123456", "\"2026-01-31T12:00:00.123Z\"" },
+        { "2031-06-01 01:02:03.999999", "\"2031-06-01T01:02:03.999Z\"" },
+        { "2026-01-01 00:00:00.000999", "\"2026-01-01T00:00:00.000Z\"" },
+        { "0044-03-15 10:00:00.12 BC", "\"0044-03-15T10:00:00.120Z\"" },
+        { "10000-01-01 00:00:00", "\"10000-01-01T00:00:00.000Z\"" },
+        { "infinity", "null" },
+        { "-infinity", "null" },
+        { NULL, "null" },
+    };
+    size_t i;
+    jw_t   w;
+    char  *s;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        jw_init(&w);
+        jw_pg_ts(&w, cases[i].in);
+        s = jw_steal(&w, NULL);
+        is_str(s, cases[i].want, "pg_ts: %s",
+               cases[i].in ? cases[i].in : "NULL");
+        free(s);
+    }
+}
+
+
+/* jw_jsonb writes what parsing and jw_tree() would */
+static void
+test_jsonb(void)
+{
+    static const char *const cases[] = {
+        "{\"keywords\": [\"a b\", \"q\\\"uote\", \"back\\\\slash\","
+        " \"ctl\\u0001x\", \": , {}\", 1.50, 1000], \"nested\":"
+        " {\"x\": [{\"y\": null, \"z\": true}]}}",
+        "{\"envs\": [], \"key_ids\": [], \"providers\": [\"openai\"]}",
+        "[]",
+        "\"a string: with, spaces\"",
+        "-1.5e3",
+    };
+    char     err[64], *a, *b;
+    size_t   i;
+    yajl_val v;
+    jw_t     w;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        v = json_parse(cases[i], strlen(cases[i]), err, sizeof(err));
+        jw_init(&w);
+        jw_tree(&w, v);
+        a = jw_steal(&w, NULL);
+        yajl_tree_free(v);
+
+        jw_init(&w);
+        jw_arr(&w);
+        jw_jsonb(&w, cases[i]);
+        jw_jsonb(&w, NULL);
+        jw_arr_end(&w);
+        b = jw_steal(&w, NULL);
+
+        ok(strncmp(b, "[", 1) == 0 && strlen(b) == strlen(a) + 7
+           && strncmp(b + 1, a, strlen(a)) == 0
+           && strcmp(b + 1 + strlen(a), ",null]") == 0,
+           "jsonb: compact like the tree (case %zu): %s", i, b);
+        free(a);
+        free(b);
+    }
+}
 
 void
 test_json(void)
@@ -97,4 +174,7 @@ test_json(void)
        "page: overflowing offset refused");
     ok(page_parse("", NULL, &limit, &offset, &perr) != 0,
        "page: empty limit refused");
+
+    test_pg_ts();
+    test_jsonb();
 }

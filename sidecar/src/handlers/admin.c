@@ -48,6 +48,7 @@ h_admin_tenants_list(req_t *r)
     const char *status, *q;
     char        slimit[24], soffset[24];
     long        limit, offset;
+    long long   total;
     PGresult   *cnt, *res;
     jw_t        w;
     int         i;
@@ -74,15 +75,21 @@ h_admin_tenants_list(req_t *r)
     " AND ($2::text IS NULL OR t.slug ILIKE " SQL_CONTAINS("$2")            \
     "  OR t.name ILIKE " SQL_CONTAINS("$2") ")"
 
-    cnt = dbq(r, "SELECT count(*) FROM tenants t" WHERE, 2, status, q);
-    if (cnt == NULL) {
-        return;
-    }
-    res = dbq(r, "SELECT" TENANT_COLS TENANT_FROM WHERE
+    res = dbq(r, "SELECT" TENANT_COLS ","
+                 " (SELECT count(*) FROM tenants t" WHERE ")" TENANT_FROM WHERE
                  " ORDER BY t.created_at, t.id LIMIT $3 OFFSET $4", 4,
               status, q, slimit, soffset);
     if (res == NULL) {
         return;
+    }
+    if (page_total(res, offset, &total) != 0) {
+        /* an empty page past the end carries no total */
+        cnt = dbq(r, "SELECT count(*) FROM tenants t" WHERE, 2, status,
+                  q);
+        if (cnt == NULL) {
+            return;
+        }
+        total = atoll(PQgetvalue(cnt, 0, 0));
     }
 #undef WHERE
 
@@ -93,7 +100,7 @@ h_admin_tenants_list(req_t *r)
         jw_tenant_fields(&w, res, i);
         jw_obj_end(&w);
     }
-    jw_page_end(&w, atoll(PQgetvalue(cnt, 0, 0)), limit, offset);
+    jw_page_end(&w, total, limit, offset);
     reply_json(r, 200, &w);
 }
 
@@ -289,6 +296,7 @@ h_admin_users_list(req_t *r)
     const char *email;
     char        slimit[24], soffset[24];
     long        limit, offset;
+    long long   total;
     PGresult   *cnt, *res;
     jw_t        w;
     int         i;
@@ -304,19 +312,24 @@ h_admin_users_list(req_t *r)
 
 #define WHERE " WHERE ($1::text IS NULL OR u.email ILIKE " SQL_CONTAINS("$1") ")"
 
-    cnt = dbq(r, "SELECT count(*) FROM users u" WHERE, 1, email);
-    if (cnt == NULL) {
-        return;
-    }
     res = dbq(r,
               "SELECT u.id, u.email, u.name, u.is_platform_admin,"
               " (SELECT count(*) FROM memberships m WHERE m.user_id = u.id),"
-              " " ORG_TS("u.created_at")
+              " " ORG_TS("u.created_at") ","
+              " (SELECT count(*) FROM users u" WHERE ")"
               " FROM users u" WHERE
               " ORDER BY u.created_at, u.id LIMIT $2 OFFSET $3", 3,
               email, slimit, soffset);
     if (res == NULL) {
         return;
+    }
+    if (page_total(res, offset, &total) != 0) {
+        /* an empty page past the end carries no total */
+        cnt = dbq(r, "SELECT count(*) FROM users u" WHERE, 1, email);
+        if (cnt == NULL) {
+            return;
+        }
+        total = atoll(PQgetvalue(cnt, 0, 0));
     }
 #undef WHERE
 
@@ -332,7 +345,7 @@ h_admin_users_list(req_t *r)
         jw_kstr(&w, "created_at", PQgetvalue(res, i, 5));
         jw_obj_end(&w);
     }
-    jw_page_end(&w, atoll(PQgetvalue(cnt, 0, 0)), limit, offset);
+    jw_page_end(&w, total, limit, offset);
     reply_json(r, 200, &w);
 }
 

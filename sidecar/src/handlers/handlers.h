@@ -73,6 +73,10 @@ int global_config_bool(req_t *r, const char *key, int dflt);
 #define ORG_TS(col) "to_char(" col " AT TIME ZONE 'UTC',"                   \
                     " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
+/* the same for jw_pg_ts() to format: the lists' rows, where a to_char
+ * per timestamp per row is a good part of Postgres's work */
+#define ORG_UTC(col) "(" col " AT TIME ZONE 'UTC')"
+
 /* a plan's columns (8), from plans p, for org_plan_from() */
 #define ORG_PLAN_COLS                                                       \
     " p.id, p.name, p.price_cents, p.default_rpm, p.max_rpm, p.max_keys,"   \

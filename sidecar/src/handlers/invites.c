@@ -194,6 +194,7 @@ h_invites_list(req_t *r)
 {
     char      slimit[24], soffset[24];
     long      limit, offset;
+    long long total;
     PGresult *cnt, *res;
     jw_t      w;
     int       i;
@@ -207,13 +208,9 @@ h_invites_list(req_t *r)
 #define PENDING " i.tenant_id = $1 AND i.accepted_at IS NULL" \
                 " AND i.expires_at > now()"
 
-    cnt = dbq(r, "SELECT count(*) FROM invites i WHERE" PENDING, 1,
-              r->auth.tenant_id);
-    if (cnt == NULL) {
-        return;
-    }
     res = dbq(r,
-              "SELECT" INVITE_COLS
+              "SELECT" INVITE_COLS ","
+              " (SELECT count(*) FROM invites i WHERE" PENDING ")"
               " FROM invites i LEFT JOIN users ib ON ib.id = i.invited_by"
               " WHERE" PENDING
               " ORDER BY i.created_at DESC, i.id LIMIT $2 OFFSET $3", 3,
@@ -221,13 +218,22 @@ h_invites_list(req_t *r)
     if (res == NULL) {
         return;
     }
+    if (page_total(res, offset, &total) != 0) {
+        /* an empty page past the end carries no total */
+        cnt = dbq(r, "SELECT count(*) FROM invites i WHERE" PENDING, 1,
+                  r->auth.tenant_id);
+        if (cnt == NULL) {
+            return;
+        }
+        total = atoll(PQgetvalue(cnt, 0, 0));
+    }
 
     jw_init(&w);
     jw_page_begin(&w);
     for (i = 0; i < PQntuples(res); i++) {
         jw_invite(&w, res, i);
     }
-    jw_page_end(&w, atoll(PQgetvalue(cnt, 0, 0)), limit, offset);
+    jw_page_end(&w, total, limit, offset);
     reply_json(r, 200, &w);
 #undef PENDING
 }

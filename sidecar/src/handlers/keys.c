@@ -31,9 +31,6 @@
 #define TENANT_RPM_KEY        "default_rpm"
 #define TENANT_PROVIDERS_KEY  "allowed_providers"
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC'," \
-                " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
 /* tenant_configs c's value as an rpm, NULL unless a number in 1..INT_MAX
  * (nested CASE: the cast must never see a string) */
 #define CFG_RPM                                                             \
@@ -55,13 +52,13 @@
     "  WHERE t.id = $1)"
 
 /* A key as the management API shows it (k joined with lim); jw_key_row()
- * reads them in this order. Never the hash. */
+ * reads them in this order (and formats the timestamps). Never the hash. */
 #define KEY_COLS                                                            \
     " k.id, k.prefix, k.name, k.rpm,"                                       \
     " least(coalesce(k.rpm, lim.dflt_rpm), lim.max_rpm), k.env, k.enabled," \
-    " array_to_json(k.providers), " TS("k.expires_at") ","                  \
-    " " TS("k.created_at") ", " TS("k.updated_at") ","                      \
-    " " TS("k.last_used_at") ", k.created_by,"                              \
+    " array_to_json(k.providers), " ORG_UTC("k.expires_at") ","             \
+    " " ORG_UTC("k.created_at") ", " ORG_UTC("k.updated_at") ","            \
+    " " ORG_UTC("k.last_used_at") ", k.created_by,"                         \
     " CASE WHEN NOT k.enabled THEN 'disabled'"                              \
     "  WHEN k.expires_at <= now() THEN 'expired' ELSE 'active' END"
 
@@ -362,10 +359,14 @@ jw_key_row(jw_t *w, PGresult *res, int row, const char *key)
     jw_col(w, "env", res, row, 5, 0);
     jw_kbool(w, "enabled", PQgetvalue(res, row, 6)[0] == 't');
     jw_col(w, "providers", res, row, 7, 1);
-    jw_col(w, "expires_at", res, row, 8, 0);
-    jw_col(w, "created_at", res, row, 9, 0);
-    jw_col(w, "updated_at", res, row, 10, 0);
-    jw_col(w, "last_used_at", res, row, 11, 0);
+    jw_key(w, "expires_at");
+    jw_pg_ts(w, PQgetisnull(res, row, 8) ? NULL : PQgetvalue(res, row, 8));
+    jw_key(w, "created_at");
+    jw_pg_ts(w, PQgetvalue(res, row, 9));
+    jw_key(w, "updated_at");
+    jw_pg_ts(w, PQgetvalue(res, row, 10));
+    jw_key(w, "last_used_at");
+    jw_pg_ts(w, PQgetisnull(res, row, 11) ? NULL : PQgetvalue(res, row, 11));
     jw_col(w, "created_by", res, row, 12, 0);
     jw_col(w, "status", res, row, 13, 0);
     jw_obj_end(w);
@@ -559,6 +560,7 @@ h_keys_list(req_t *r)
     const char *env, *enabled;
     char        slimit[24], soffset[24];
     long        limit, offset;
+    long long   total;
     PGresult   *cnt, *res;
     jw_t        w;
     int         i;
@@ -587,18 +589,28 @@ h_keys_list(req_t *r)
     " AND ($2::text IS NULL OR k.env = $2)"                                 \
     " AND ($3::boolean IS NULL OR k.enabled = $3)"
 
-    cnt = dbq(r, "SELECT count(*) FROM api_keys k" KEYS_WHERE, 3,
-              r->auth.tenant_id, env, enabled);
-    if (cnt == NULL) {
-        return;
-    }
+    /* the page first, then its columns: formatting (to_char, the json)
+     * only the rows shown, not every key the sort looked at; the total
+     * rides along as an InitPlan (evaluated once) */
     res = dbq(r,
-              "WITH" LIM_CTE
-              " SELECT" KEY_COLS " FROM api_keys k CROSS JOIN lim" KEYS_WHERE
-              " ORDER BY k.created_at DESC, k.id DESC LIMIT $4 OFFSET $5",
+              "WITH" LIM_CTE ","
+              " page AS (SELECT * FROM api_keys k" KEYS_WHERE
+              "  ORDER BY k.created_at DESC, k.id DESC LIMIT $4 OFFSET $5)"
+              " SELECT" KEY_COLS ","
+              " (SELECT count(*) FROM api_keys k" KEYS_WHERE ")"
+              " FROM page k CROSS JOIN lim"
+              " ORDER BY k.created_at DESC, k.id DESC",
               5, r->auth.tenant_id, env, enabled, slimit, soffset);
     if (res == NULL) {
         return;
+    }
+    if (page_total(res, offset, &total) != 0) {
+        cnt = dbq(r, "SELECT count(*) FROM api_keys k" KEYS_WHERE, 3,
+                  r->auth.tenant_id, env, enabled);
+        if (cnt == NULL) {
+            return;
+        }
+        total = atoll(PQgetvalue(cnt, 0, 0));
     }
 #undef KEYS_WHERE
 
@@ -607,7 +619,7 @@ h_keys_list(req_t *r)
     for (i = 0; i < PQntuples(res); i++) {
         jw_key_row(&w, res, i, NULL);
     }
-    jw_page_end(&w, atoll(PQgetvalue(cnt, 0, 0)), limit, offset);
+    jw_page_end(&w, total, limit, offset);
     reply_json(r, 200, &w);
 }
 

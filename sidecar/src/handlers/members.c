@@ -17,12 +17,13 @@ jw_member(jw_t *w, PGresult *res, int i)
     jw_kstr(w, "email", PQgetvalue(res, i, 1));
     jw_kstr(w, "name", PQgetvalue(res, i, 2));
     jw_kstr(w, "role", PQgetvalue(res, i, 3));
-    jw_kstr(w, "joined_at", PQgetvalue(res, i, 4));
+    jw_key(w, "joined_at");
+    jw_pg_ts(w, PQgetvalue(res, i, 4));
     jw_obj_end(w);
 }
 
 #define MEMBER_COLS                                                         \
-    " u.id, u.email, u.name, m.role, " ORG_TS("m.created_at")
+    " u.id, u.email, u.name, m.role, " ORG_UTC("m.created_at")
 
 
 /* GET /service/members */
@@ -31,6 +32,7 @@ h_members_list(req_t *r)
 {
     char      slimit[24], soffset[24];
     long      limit, offset;
+    long long total;
     PGresult *cnt, *res;
     jw_t      w;
     int       i;
@@ -41,13 +43,10 @@ h_members_list(req_t *r)
     snprintf(slimit, sizeof(slimit), "%ld", limit);
     snprintf(soffset, sizeof(soffset), "%ld", offset);
 
-    cnt = dbq(r, "SELECT count(*) FROM memberships WHERE tenant_id = $1", 1,
-              r->auth.tenant_id);
-    if (cnt == NULL) {
-        return;
-    }
+    /* one round trip: the total rides along as an InitPlan */
     res = dbq(r,
-              "SELECT" MEMBER_COLS
+              "SELECT" MEMBER_COLS ","
+              " (SELECT count(*) FROM memberships WHERE tenant_id = $1)"
               " FROM memberships m JOIN users u ON u.id = m.user_id"
               " WHERE m.tenant_id = $1"
               " ORDER BY m.created_at, u.id LIMIT $2 OFFSET $3", 3,
@@ -55,13 +54,21 @@ h_members_list(req_t *r)
     if (res == NULL) {
         return;
     }
+    if (page_total(res, offset, &total) != 0) {
+        cnt = dbq(r, "SELECT count(*) FROM memberships WHERE tenant_id = $1",
+                  1, r->auth.tenant_id);
+        if (cnt == NULL) {
+            return;
+        }
+        total = atoll(PQgetvalue(cnt, 0, 0));
+    }
 
     jw_init(&w);
     jw_page_begin(&w);
     for (i = 0; i < PQntuples(res); i++) {
         jw_member(&w, res, i);
     }
-    jw_page_end(&w, atoll(PQgetvalue(cnt, 0, 0)), limit, offset);
+    jw_page_end(&w, total, limit, offset);
     reply_json(r, 200, &w);
 }
 

@@ -13,6 +13,7 @@ h_plans_list(req_t *r)
 {
     char       slimit[24], soffset[24];
     long       limit, offset;
+    long long  total;
     PGresult  *cnt, *res;
     org_plan_t p;
     jw_t       w;
@@ -24,18 +25,23 @@ h_plans_list(req_t *r)
     snprintf(slimit, sizeof(slimit), "%ld", limit);
     snprintf(soffset, sizeof(soffset), "%ld", offset);
 
-    cnt = dbq(r, "SELECT count(*) FROM plans", 0);
-    if (cnt == NULL) {
-        return;
-    }
     res = dbq(r,
               "SELECT" ORG_PLAN_COLS ", p.id = coalesce((SELECT plan_id"
               "  FROM subscriptions WHERE tenant_id = $1"
-              "  AND status = 'active'), 'free')"
+              "  AND status = 'active'), 'free'),"
+              " (SELECT count(*) FROM plans)"
               " FROM plans p ORDER BY p.price_cents, p.id LIMIT $2 OFFSET $3",
               3, r->auth.tenant_id, slimit, soffset);
     if (res == NULL) {
         return;
+    }
+    if (page_total(res, offset, &total) != 0) {
+        /* an empty page past the end carries no total */
+        cnt = dbq(r, "SELECT count(*) FROM plans", 0);
+        if (cnt == NULL) {
+            return;
+        }
+        total = atoll(PQgetvalue(cnt, 0, 0));
     }
 
     jw_init(&w);
@@ -52,7 +58,7 @@ h_plans_list(req_t *r)
         jw_kbool(&w, "current", PQgetvalue(res, i, 8)[0] == 't');
         jw_obj_end(&w);
     }
-    jw_page_end(&w, atoll(PQgetvalue(cnt, 0, 0)), limit, offset);
+    jw_page_end(&w, total, limit, offset);
     reply_json(r, 200, &w);
 }
 
@@ -174,6 +180,7 @@ h_subscriptions_list(req_t *r)
 {
     char      slimit[24], soffset[24];
     long      limit, offset;
+    long long total;
     PGresult *cnt, *res;
     jw_t      w;
     int       i;
@@ -184,19 +191,24 @@ h_subscriptions_list(req_t *r)
     snprintf(slimit, sizeof(slimit), "%ld", limit);
     snprintf(soffset, sizeof(soffset), "%ld", offset);
 
-    cnt = dbq(r, "SELECT count(*) FROM subscriptions WHERE tenant_id = $1", 1,
-              r->auth.tenant_id);
-    if (cnt == NULL) {
-        return;
-    }
     res = dbq(r,
               "SELECT s.id, s.plan_id, s.status, s.activated_by, "
-              ORG_TS("s.started_at") ", " ORG_TS("s.ended_at")
+              ORG_TS("s.started_at") ", " ORG_TS("s.ended_at") ","
+              " (SELECT count(*) FROM subscriptions WHERE tenant_id = $1)"
               " FROM subscriptions s WHERE s.tenant_id = $1"
               " ORDER BY s.started_at DESC, s.id LIMIT $2 OFFSET $3", 3,
               r->auth.tenant_id, slimit, soffset);
     if (res == NULL) {
         return;
+    }
+    if (page_total(res, offset, &total) != 0) {
+        /* an empty page past the end carries no total */
+        cnt = dbq(r, "SELECT count(*) FROM subscriptions"
+                     " WHERE tenant_id = $1", 1, r->auth.tenant_id);
+        if (cnt == NULL) {
+            return;
+        }
+        total = atoll(PQgetvalue(cnt, 0, 0));
     }
 
     jw_init(&w);
@@ -211,6 +223,6 @@ h_subscriptions_list(req_t *r)
         org_jw_col(&w, "ended_at", res, i, 5, ORG_STR);
         jw_obj_end(&w);
     }
-    jw_page_end(&w, atoll(PQgetvalue(cnt, 0, 0)), limit, offset);
+    jw_page_end(&w, total, limit, offset);
     reply_json(r, 200, &w);
 }

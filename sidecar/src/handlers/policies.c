@@ -21,14 +21,12 @@
 #define POLICY_PRIORITY_DFLT  100
 #define POLICY_MAX_PER_TENANT 1000       /* the engine's own cap is 10000 */
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC'," \
-                " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
 /* a policy as the management API shows it; jw_policy_row() reads them in
  * this order */
 #define POLICY_COLS                                                         \
     " p.id, p.name, p.type, p.config, p.action, p.enabled, p.priority,"     \
-    " p.scope, p.created_by, " TS("p.created_at") ", " TS("p.updated_at")
+    " p.scope, p.created_by, " ORG_UTC("p.created_at") ","               \
+    " " ORG_UTC("p.updated_at")
 
 /* evaluation order, for the list and for the gateway */
 #define POLICY_ORDER " ORDER BY p.priority, p.created_at, p.id"
@@ -511,14 +509,18 @@ jw_policy_row(jw_t *w, PGresult *res, int row)
     org_jw_col(w, "id", res, row, 0, ORG_STR);
     org_jw_col(w, "name", res, row, 1, ORG_STR);
     org_jw_col(w, "type", res, row, 2, ORG_STR);
-    org_jw_col(w, "config", res, row, 3, ORG_JSON);
+    jw_key(w, "config");
+    jw_jsonb(w, PQgetisnull(res, row, 3) ? NULL : PQgetvalue(res, row, 3));
     org_jw_col(w, "action", res, row, 4, ORG_STR);
     org_jw_col(w, "enabled", res, row, 5, ORG_BOOL);
     org_jw_col(w, "priority", res, row, 6, ORG_NUM);
-    org_jw_col(w, "scope", res, row, 7, ORG_JSON);
+    jw_key(w, "scope");
+    jw_jsonb(w, PQgetisnull(res, row, 7) ? NULL : PQgetvalue(res, row, 7));
     org_jw_col(w, "created_by", res, row, 8, ORG_STR);
-    org_jw_col(w, "created_at", res, row, 9, ORG_STR);
-    org_jw_col(w, "updated_at", res, row, 10, ORG_STR);
+    jw_key(w, "created_at");
+    jw_pg_ts(w, PQgetvalue(res, row, 9));
+    jw_key(w, "updated_at");
+    jw_pg_ts(w, PQgetvalue(res, row, 10));
     jw_obj_end(w);
 }
 
@@ -533,6 +535,7 @@ h_policies_list(req_t *r)
     const char *type, *enabled;
     char        slimit[24], soffset[24];
     long        limit, offset;
+    long long   total;
     PGresult   *cnt, *res;
     size_t      t;
     jw_t        w;
@@ -571,17 +574,25 @@ h_policies_list(req_t *r)
     " AND ($2::text IS NULL OR p.type = $2)"                                \
     " AND ($3::boolean IS NULL OR p.enabled = $3)"
 
-    cnt = dbq(r, "SELECT count(*) FROM policies p" POLICIES_WHERE, 3,
-              r->auth.tenant_id, type, enabled);
-    if (cnt == NULL) {
-        return;
-    }
+    /* the page first, then its columns (see h_keys_list); the total
+     * rides along as an InitPlan */
     res = dbq(r,
-              "SELECT" POLICY_COLS " FROM policies p" POLICIES_WHERE
-              POLICY_ORDER " LIMIT $4 OFFSET $5",
+              "WITH page AS (SELECT * FROM policies p" POLICIES_WHERE
+              POLICY_ORDER " LIMIT $4 OFFSET $5)"
+              " SELECT" POLICY_COLS ","
+              " (SELECT count(*) FROM policies p" POLICIES_WHERE ")"
+              " FROM page p" POLICY_ORDER,
               5, r->auth.tenant_id, type, enabled, slimit, soffset);
     if (res == NULL) {
         return;
+    }
+    if (page_total(res, offset, &total) != 0) {
+        cnt = dbq(r, "SELECT count(*) FROM policies p" POLICIES_WHERE, 3,
+                  r->auth.tenant_id, type, enabled);
+        if (cnt == NULL) {
+            return;
+        }
+        total = atoll(PQgetvalue(cnt, 0, 0));
     }
 #undef POLICIES_WHERE
 
@@ -590,7 +601,7 @@ h_policies_list(req_t *r)
     for (i = 0; i < PQntuples(res); i++) {
         jw_policy_row(&w, res, i);
     }
-    jw_page_end(&w, atoll(PQgetvalue(cnt, 0, 0)), limit, offset);
+    jw_page_end(&w, total, limit, offset);
     reply_json(r, 200, &w);
 }
 

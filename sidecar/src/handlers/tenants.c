@@ -424,6 +424,7 @@ h_tenants_list(req_t *r)
 {
     char      slimit[24], soffset[24];
     long      limit, offset;
+    long long total;
     PGresult *cnt, *res;
     jw_t      w;
     int       i;
@@ -434,15 +435,11 @@ h_tenants_list(req_t *r)
     snprintf(slimit, sizeof(slimit), "%ld", limit);
     snprintf(soffset, sizeof(soffset), "%ld", offset);
 
-    cnt = dbq(r, "SELECT count(*) FROM memberships WHERE user_id = $1", 1,
-              r->auth.user_id);
-    if (cnt == NULL) {
-        return;
-    }
     res = dbq(r,
               "SELECT t.id, t.name, t.slug, t.status, m.role,"
               " coalesce(s.plan_id, 'free'), " ORG_TS("t.created_at") ","
-              " " ORG_TS("m.created_at")
+              " " ORG_TS("m.created_at") ","
+              " (SELECT count(*) FROM memberships WHERE user_id = $1)"
               " FROM memberships m JOIN tenants t ON t.id = m.tenant_id"
               " LEFT JOIN subscriptions s ON s.tenant_id = t.id"
               "  AND s.status = 'active'"
@@ -451,6 +448,15 @@ h_tenants_list(req_t *r)
               r->auth.user_id, slimit, soffset);
     if (res == NULL) {
         return;
+    }
+    if (page_total(res, offset, &total) != 0) {
+        /* an empty page past the end carries no total */
+        cnt = dbq(r, "SELECT count(*) FROM memberships WHERE user_id = $1",
+                  1, r->auth.user_id);
+        if (cnt == NULL) {
+            return;
+        }
+        total = atoll(PQgetvalue(cnt, 0, 0));
     }
 
     jw_init(&w);
@@ -467,7 +473,7 @@ h_tenants_list(req_t *r)
         jw_kstr(&w, "joined_at", PQgetvalue(res, i, 7));
         jw_obj_end(&w);
     }
-    jw_page_end(&w, atoll(PQgetvalue(cnt, 0, 0)), limit, offset);
+    jw_page_end(&w, total, limit, offset);
     reply_json(r, 200, &w);
 }
 
