@@ -232,6 +232,8 @@ typedef struct {
 
 ngx_int_t ngx_http_trueport_add_header(ngx_http_request_t *r, ngx_str_t *key,
     ngx_str_t *value);
+char *ngx_http_trueport_set_location_slot(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_trueport_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *json);
 
@@ -257,8 +259,6 @@ ngx_int_t ngx_http_trueport_health_handler(ngx_http_request_t *r);
 
 /* ngx_http_trueport_keycache.c */
 
-char *ngx_http_trueport_resolve_location(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 ngx_int_t ngx_http_trueport_keycache_lookup(ngx_http_request_t *r,
     ngx_http_trueport_ctx_t *ctx, ngx_str_t *key);
 ngx_int_t ngx_http_trueport_keycache_answer(ngx_http_request_t *r,
@@ -284,8 +284,6 @@ ngx_int_t ngx_http_trueport_error(ngx_http_request_t *r,
 
 /* ngx_http_trueport_policy.c */
 
-char *ngx_http_trueport_policy_location(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 ngx_int_t ngx_http_trueport_policy(ngx_http_request_t *r,
     ngx_http_trueport_ctx_t *ctx);
 

@@ -75,40 +75,6 @@ static ngx_int_t ngx_http_trueport_refresh_done(ngx_http_request_t *r,
     void *data, ngx_int_t rc);
 
 
-char *
-ngx_http_trueport_resolve_location(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_trueport_loc_conf_t *tlcf = conf;
-
-    ngx_str_t  *value;
-
-    if (tlcf->resolve.data != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (ngx_strcmp(value[1].data, "off") == 0) {
-        tlcf->resolve.len = 0;
-        tlcf->resolve.data = (u_char *) "";
-
-        return NGX_CONF_OK;
-    }
-
-    if (value[1].data[0] != '/') {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid location \"%V\", a URI is expected",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    tlcf->resolve = value[1];
-
-    return NGX_CONF_OK;
-}
-
-
 /*
  * Finds the key of the request in the cache.  NGX_OK: ctx->key holds the
  * answer to go by; NGX_AGAIN: a subrequest asks the sidecar and

@@ -52,16 +52,16 @@ static ngx_command_t  ngx_http_trueport_commands[] = {
 
     { ngx_string("trueport_resolve_location"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_trueport_resolve_location,
+      ngx_http_trueport_set_location_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_trueport_loc_conf_t, resolve),
       NULL },
 
     { ngx_string("trueport_policy_location"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_trueport_policy_location,
+      ngx_http_trueport_set_location_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_trueport_loc_conf_t, policy),
       NULL },
 
     { ngx_string("trueport_policy_max_body"),
@@ -416,4 +416,46 @@ ngx_http_trueport_init_process(ngx_cycle_t *cycle)
     }
 
     return ngx_http_trueport_meter_init_process(cycle);
+}
+
+
+/*
+ * trueport_resolve_location, trueport_policy_location: the URI of an
+ * internal location for the module's subrequests, or "off"; an unset
+ * ngx_str_t (data NULL) inherits, "off" is an empty string.
+ */
+
+char *
+ngx_http_trueport_set_location_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t  *field, *value;
+
+    field = (ngx_str_t *) (p + cmd->offset);
+
+    if (field->data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        field->len = 0;
+        field->data = (u_char *) "";
+
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid location \"%V\", a URI is expected",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    *field = value[1];
+
+    return NGX_CONF_OK;
 }

@@ -113,40 +113,6 @@ static ngx_rbtree_node_t   ngx_http_trueport_policy_sentinel;
 static ngx_pool_t         *ngx_http_trueport_policy_pool;
 
 
-char *
-ngx_http_trueport_policy_location(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_trueport_loc_conf_t *tlcf = conf;
-
-    ngx_str_t  *value;
-
-    if (tlcf->policy.data != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (ngx_strcmp(value[1].data, "off") == 0) {
-        tlcf->policy.len = 0;
-        tlcf->policy.data = (u_char *) "";
-
-        return NGX_CONF_OK;
-    }
-
-    if (value[1].data[0] != '/') {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid location \"%V\", a URI is expected",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    tlcf->policy = value[1];
-
-    return NGX_CONF_OK;
-}
-
-
 /*
  * The access phase after the key's checks, entered again after the rule
  * load and after the body is read.  NGX_OK: the request may go upstream
