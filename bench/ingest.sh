@@ -5,29 +5,13 @@
 #   bench/ingest.sh [N]
 # The last line is the summary, against INGEST_TARGET (default 50000).
 set -euo pipefail
-. "$(dirname "$0")/../scripts/lib.sh"
+. "$(dirname "$0")/lib.sh"
 
 N=${1:-200000}
 TARGET=${INGEST_TARGET:-50000}
-WORK=$(mktemp -d /tmp/trueport-bench.XXXXXX)
-chmod 755 "$WORK"
-PORT=$(free_port)
-SC_PORT=$(free_port)
-cleanup() {
-    [ -n "${SC:-}" ] && kill "$SC" 2>/dev/null && wait "$SC" 2>/dev/null
-    "$ROOT/scripts/pg.sh" stop "$WORK/pg" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$ROOT/scripts/pg.sh" init "$WORK/pg" "$PORT"
-psql -h "$WORK/pg/sock" -p "$PORT" -U postgres -qc "CREATE DATABASE bench"
-export TRUEPORT_DATABASE_URL="host=$WORK/pg/sock port=$PORT user=postgres dbname=bench"
-export TRUEPORT_JWT_SECRET=bench-secret-0123456789abcdef0123456789
-export TRUEPORT_MASTER_KEY=$(rand_hex 32) TRUEPORT_MIGRATIONS=$ROOT/migrations
-export TRUEPORT_LISTEN=127.0.0.1:$SC_PORT TRUEPORT_SPOOL_DIR=$WORK/spool
-export TRUEPORT_LOG_LEVEL=warn
-"$BUILD/trueport-sidecar" migrate >/dev/null
+bench_begin
+bench_db
+export TRUEPORT_SPOOL_DIR=$WORK/spool
 mkdir -p "$WORK/spool"
 
 # 8 worker files, as 8 nginx workers would leave them
@@ -49,7 +33,7 @@ SC=$!
 # compgen, not ls: ls fails when a file goes between the glob and its stat
 while compgen -G "$WORK/spool/*.jsonl" >/dev/null; do sleep 0.05; done
 end=$(date +%s.%N)
-rows=$(psql -h "$WORK/pg/sock" -p "$PORT" -U postgres -tAc "SELECT count(*) FROM usage_logs" bench)
+rows=$("${PSQL[@]}" -c "SELECT count(*) FROM usage_logs")
 [ "$rows" -eq "$N" ] || { echo "expected $N rows, got $rows" >&2; exit 1; }
 perl -e '
     my ($rows, $t0, $t1, $target) = @ARGV;

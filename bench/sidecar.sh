@@ -12,7 +12,7 @@
 # Everything lives in a throwaway folder and is stopped at exit.
 #   bench/sidecar.sh
 set -euo pipefail
-. "$(dirname "$0")/../scripts/lib.sh"
+. "$(dirname "$0")/lib.sh"
 
 SECONDS_PER=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-32}
@@ -22,16 +22,7 @@ THREADS=${BENCH_SIDECAR_THREADS:-4}
 command -v wrk >/dev/null || { echo "bench/sidecar.sh: wrk is missing" >&2; exit 2; }
 [ -x "$BUILD/trueport-sidecar" ] || { echo "bench/sidecar.sh: build the sidecar first (make sidecar)" >&2; exit 2; }
 
-WORK=$(mktemp -d /tmp/trueport-bench.XXXXXX)
-chmod 755 "$WORK"
-PORT=$(free_port)
-SC_PORT=$(free_port)
-cleanup() {
-    [ -n "${SC:-}" ] && kill "$SC" 2>/dev/null && wait "$SC" 2>/dev/null
-    "$ROOT/scripts/pg.sh" stop "$WORK/pg" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_begin
 
 # with 2+ cores, wrk gets the last one and the sidecar and Postgres the
 # rest, so the load generator does not steal the server's time
@@ -48,18 +39,11 @@ else
     SERVER_PIN=()
 fi
 
-"${SERVER_PIN[@]}" "$ROOT/scripts/pg.sh" init "$WORK/pg" "$PORT"
-PSQL=(psql -h "$WORK/pg/sock" -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
-"${PSQL[@]}" -c "CREATE DATABASE bench"
-export TRUEPORT_DATABASE_URL="host=$WORK/pg/sock port=$PORT user=postgres dbname=bench"
-export TRUEPORT_JWT_SECRET=bench-secret-0123456789abcdef0123456789
-export TRUEPORT_MASTER_KEY=$(rand_hex 32) TRUEPORT_MIGRATIONS=$ROOT/migrations
-export TRUEPORT_LISTEN=127.0.0.1:$SC_PORT TRUEPORT_LOG_LEVEL=warn
+bench_db "${SERVER_PIN[@]}"
 export TRUEPORT_RATE_LIMITS=0 TRUEPORT_THREADS=$THREADS
-"$BUILD/trueport-sidecar" migrate >/dev/null
 
 # the fixtures, straight in the database (as the tests' Org.pm does)
-read -r TENANT USER_ID < <("${PSQL[@]}" -F ' ' bench <<'SQL'
+read -r TENANT USER_ID < <("${PSQL[@]}" -F ' ' <<'SQL'
 WITH t AS (
     INSERT INTO tenants (name, slug, status)
     VALUES ('Bench', 'bench', 'active') RETURNING id
@@ -75,7 +59,7 @@ WITH t AS (
 SELECT t.id, u.id FROM t, u;
 SQL
 )
-"${PSQL[@]}" bench >/dev/null <<SQL
+"${PSQL[@]}" >/dev/null <<SQL
 INSERT INTO users (email, name, password_hash)
 SELECT 'member' || i || '@bench.example', 'Member ' || i, 'x'
 FROM generate_series(1, 19) i;

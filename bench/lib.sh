@@ -1,0 +1,35 @@
+# Shared by bench/ingest.sh and bench/sidecar.sh: a throwaway folder with
+# its own Postgres, migrated by the sidecar, and the sidecar's settings
+# exported; everything stopped and removed at exit.
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+
+# bench_begin: WORK, PORT (Postgres), SC_PORT (sidecar), the exit trap;
+# the caller sets SC to the sidecar's pid once it runs
+bench_begin() {
+    WORK=$(mktemp -d /tmp/trueport-bench.XXXXXX)
+    chmod 755 "$WORK"
+    PORT=$(free_port)
+    SC_PORT=$(free_port)
+    SC=
+    trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+    [ -n "${SC:-}" ] && kill "$SC" 2>/dev/null && wait "$SC" 2>/dev/null
+    "$ROOT/scripts/pg.sh" stop "$WORK/pg" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+
+# bench_db [PREFIX...]: Postgres started (under PREFIX, e.g. taskset),
+# database "bench" migrated, PSQL=(psql ... bench), TRUEPORT_* exported
+bench_db() {
+    "$@" "$ROOT/scripts/pg.sh" init "$WORK/pg" "$PORT"
+    PSQL=(psql -h "$WORK/pg/sock" -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
+    "${PSQL[@]}" -c "CREATE DATABASE bench"
+    PSQL+=(bench)
+    export TRUEPORT_DATABASE_URL="host=$WORK/pg/sock port=$PORT user=postgres dbname=bench"
+    export TRUEPORT_JWT_SECRET=bench-secret-0123456789abcdef0123456789
+    export TRUEPORT_MASTER_KEY=$(rand_hex 32) TRUEPORT_MIGRATIONS=$ROOT/migrations
+    export TRUEPORT_LISTEN=127.0.0.1:$SC_PORT TRUEPORT_LOG_LEVEL=warn
+    "$BUILD/trueport-sidecar" migrate >/dev/null
+}
