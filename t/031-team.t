@@ -60,6 +60,18 @@ my $r = pcall($::b_owner, GET => '/service/members');
 is($r->{json}{total}, 2, 'B has 2 members');
 my %ids = map { $_->{user_id} => 1 } @{ $r->{json}{items} };
 ok(!$ids{$::owner_id} && !$ids{$::admin_id}, "no member of A in B's list");
+# every page shape of A's four against the whole list: full with rows
+# after it (counted), exactly full, the last page (offset + rows), past it
+my @all = map { $_->{user_id} } @{ pcall($::viewer, GET => '/service/members')->{json}{items} };
+is(scalar @all, 4, "A's whole list");
+for my $limit (1 .. 5) {
+    for my $offset (0 .. 5) {
+        my $p = pcall($::viewer, GET => "/service/members?limit=$limit&offset=$offset");
+        my @want = $offset >= @all ? () : @all[$offset .. ($offset + $limit > @all ? $#all : $offset + $limit - 1)];
+        is_deeply([[map { $_->{user_id} } @{ $p->{json}{items} }], $p->{json}{total}],
+                  [\@want, 4], "members limit=$limit offset=$offset: items and total");
+    }
+}
 --- config
     location /platform/api/ {
         proxy_set_header X-Real-IP $remote_addr;

@@ -309,6 +309,23 @@ is_deeply([@{ $r->{json} }{qw(total limit offset)}], [4, 2, 1], 'page envelope')
 $r = call($::admin, GET => '?offset=10');
 is_deeply([scalar @{ $r->{json}{items} }, $r->{json}{total}], [0, 4],
           'past the end: no items, the total still');
+# every page shape (full, last, exactly full, past the end) against the
+# whole list: the total is counted only for a page with rows after it
+for my $limit (1 .. 5) {
+    for my $offset (0 .. 5) {
+        my $p = call($::admin, GET => "?limit=$limit&offset=$offset");
+        my @want = (qw(k4 k3 k2 k1))[$offset .. ($offset + $limit > 4 ? 3 : $offset + $limit - 1)];
+        @want = () if $offset >= 4;
+        is_deeply([[map { $_->{name} } @{ $p->{json}{items} }], $p->{json}{total}],
+                  [\@want, 4], "limit=$limit offset=$offset: items and total");
+    }
+}
+$r = call($::admin, GET => '?enabled=true&limit=1&offset=1');
+is_deeply([[map { $_->{name} } @{ $r->{json}{items} }], $r->{json}{total}],
+          [['k3'], 3], 'a filtered page with rows after it counts with the filter');
+$r = call($::admin, GET => '?enabled=true&limit=2&offset=1');
+is_deeply([[map { $_->{name} } @{ $r->{json}{items} }], $r->{json}{total}],
+          [[qw(k3 k2)], 3], 'a filtered last page: offset + rows');
 $r = call($::admin, GET => '?env=staging');
 is_deeply([map { $_->{name} } @{ $r->{json}{items} }], ['k4'], 'env filter');
 $r = call($::admin, GET => '?env=nowhere');

@@ -442,6 +442,16 @@ is_deeply(names($r), [qw(p3 p5)], 'a page in the middle');
 is_deeply([@{ $r->{json} }{qw(total limit offset)}], [6, 2, 2], '... its envelope');
 $r = call($::memb, GET => '?offset=6');
 is_deeply([scalar @{ $r->{json}{items} }, $r->{json}{total}], [0, 6], 'past the end: no items, the total still');
+# every page shape: full with rows after it (counted), exactly full, the
+# last page (offset + rows), past the end
+for my $limit (1 .. 7) {
+    for my $offset (0 .. 7) {
+        my $p = call($::memb, GET => "?limit=$limit&offset=$offset");
+        my @all = qw(p4 p2 p3 p5 kw p1);
+        my @want = $offset >= @all ? () : @all[$offset .. ($offset + $limit > @all ? $#all : $offset + $limit - 1)];
+        is_deeply([names($p), $p->{json}{total}], [\@want, 6], "limit=$limit offset=$offset: items and total");
+    }
+}
 $r = call($::memb, GET => '?type=keywords');
 is_deeply(names($r), ['kw'], 'type filter');
 $r = call($::memb, GET => '?enabled=false');

@@ -17,6 +17,7 @@
 typedef struct {
     unsigned long  hash;
     char          *sql;
+    const char    *last;       /* the caller's text at its last use */
 } db_stmt_t;
 
 static __thread PGconn    *thread_conn;
@@ -234,10 +235,43 @@ db_preparable(const char *sql)
 }
 
 
+/* The statement prepared for this SQL text, or -1 (*hash set for adding
+ * it). The handlers' SQL is string literals: the same address as last
+ * time finds it without hashing a kilobyte of text; strcmp still decides,
+ * as a reused buffer may hold another statement. */
+static int
+db_stmt_find(const char *sql, unsigned long *hash)
+{
+    unsigned long  h = 5381;
+    const char    *s;
+    int            i;
+
+    for (i = 0; i < thread_n_stmts; i++) {
+        if (thread_stmts[i].last == sql
+            && strcmp(thread_stmts[i].sql, sql) == 0)
+        {
+            return i;
+        }
+    }
+
+    for (s = sql; *s; s++) {
+        h = h * 33 + (unsigned char) *s;
+    }
+    *hash = h;
+    for (i = 0; i < thread_n_stmts; i++) {
+        if (thread_stmts[i].hash == h && strcmp(thread_stmts[i].sql, sql) == 0) {
+            thread_stmts[i].last = sql;
+            return i;
+        }
+    }
+    return -1;
+}
+
+
 PGresult *
 db_exec(PGconn *c, const char *sql, int nparams, const char *const *vals)
 {
-    unsigned long  h = 5381;
+    unsigned long  h = 0;
     const char    *s;
     char           name[16];
     PGresult      *res;
@@ -247,23 +281,19 @@ db_exec(PGconn *c, const char *sql, int nparams, const char *const *vals)
         return PQexecParams(c, sql, nparams, NULL, vals, NULL, NULL, 0);
     }
 
-    for (s = sql; *s; s++) {
-        h = h * 33 + (unsigned char) *s;
-    }
-    for (i = 0; i < thread_n_stmts; i++) {
-        if (thread_stmts[i].hash == h && strcmp(thread_stmts[i].sql, sql) == 0) {
-            snprintf(name, sizeof(name), "tp_q%d", i);
-            res = PQexecPrepared(c, name, nparams, vals, NULL, NULL, 0);
-            s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-            if (s != NULL && strcmp(s, "26000") == 0) {
-                /* our statements are gone (a DISCARD ALL, a pooler
-                 * between us): start over, unprepared this time */
-                PQclear(res);
-                db_stmts_forget();
-                res = PQexecParams(c, sql, nparams, NULL, vals, NULL, NULL, 0);
-            }
-            return res;
+    i = db_stmt_find(sql, &h);
+    if (i >= 0) {
+        snprintf(name, sizeof(name), "tp_q%d", i);
+        res = PQexecPrepared(c, name, nparams, vals, NULL, NULL, 0);
+        s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (s != NULL && strcmp(s, "26000") == 0) {
+            /* our statements are gone (a DISCARD ALL, a pooler between
+             * us): start over, unprepared this time */
+            PQclear(res);
+            db_stmts_forget();
+            res = PQexecParams(c, sql, nparams, NULL, vals, NULL, NULL, 0);
         }
+        return res;
     }
 
     /* a full cache (dynamic SQL beyond DB_STMTS texts) runs unprepared */
@@ -289,6 +319,7 @@ db_exec(PGconn *c, const char *sql, int nparams, const char *const *vals)
         return PQexecParams(c, sql, nparams, NULL, vals, NULL, NULL, 0);
     }
     thread_stmts[i].hash = h;
+    thread_stmts[i].last = sql;
     thread_n_stmts++;
     return PQexecPrepared(c, name, nparams, vals, NULL, NULL, 0);
 }

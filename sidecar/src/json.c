@@ -1,6 +1,7 @@
 /* json.c - bounded JSON parsing on yajl's tree API and a small JSON writer */
 #include "json.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,46 +201,70 @@ static const unsigned char jw_must_escape[256] = {
 };
 
 
+/* One reservation for the worst case (every byte as \u00XX), then a
+ * single pass that stores each byte: list pages write thousands of short
+ * strings, where copying runs with memcpy cost more than it saved. */
+#define ONES  0x0101010101010101ULL
+
 static void
 jw_escape(jw_t *w, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t            i, start = 0;
-    char              esc[6];
+    static const char    hex[] = "0123456789abcdef";
+    static const char    short_esc[256] = {
+        ['"'] = '"', ['\\'] = '\\', ['\n'] = 'n', ['\r'] = 'r',
+        ['\t'] = 't', ['\b'] = 'b', ['\f'] = 'f',
+    };
+    const unsigned char *src = (const unsigned char *) s;
+    unsigned char       *p;
+    size_t               i;
 
-    jw_put(w, "\"", 1);
+    jw_reserve(w, 6 * n + 2);
+    p = (unsigned char *) w->buf + w->len;
+
+    *p++ = '"';
     for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char) s[i];
-        const char   *rep = NULL;
+        unsigned char c;
 
-        /* most bytes need nothing: copy them in runs */
+        /* eight plain bytes at a time (SWAR): none below 0x20, no '"' and
+         * no '\\' (bytes from 0x80 up are UTF-8, copied as they are) */
+        while (n - i >= 8) {
+            uint64_t x, q, b;
+
+            memcpy(&x, src + i, 8);
+            q = x ^ (ONES * '"');
+            b = x ^ (ONES * '\\');
+            if ((((x - ONES * 0x20) | (q - ONES) | (b - ONES))
+                 & ~x & (ONES * 0x80)) != 0)
+            {
+                break;
+            }
+            memcpy(p, &x, 8);
+            p += 8;
+            i += 8;
+        }
+        if (i == n) {
+            break;
+        }
+
+        c = src[i];
         if (!jw_must_escape[c]) {
+            *p++ = c;
             continue;
         }
-
-        switch (c) {
-        case '"':  rep = "\\\""; break;
-        case '\\': rep = "\\\\"; break;
-        case '\n': rep = "\\n"; break;
-        case '\r': rep = "\\r"; break;
-        case '\t': rep = "\\t"; break;
-        case '\b': rep = "\\b"; break;
-        case '\f': rep = "\\f"; break;
-        default:
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            jw_put(w, s + start, i - start);
-            jw_put(w, esc, 6);
-            start = i + 1;
-            continue;
+        *p++ = '\\';
+        if (short_esc[c]) {
+            *p++ = short_esc[c];
+        } else {
+            memcpy(p, "u00", 3);
+            p[3] = hex[c >> 4];
+            p[4] = hex[c & 15];
+            p += 5;
         }
-        jw_put(w, s + start, i - start);
-        jw_put(w, rep, 2);
-        start = i + 1;
     }
-    jw_put(w, s + start, n - start);
-    jw_put(w, "\"", 1);
+    *p++ = '"';
+
+    w->len = (size_t) ((char *) p - w->buf);
+    w->buf[w->len] = '\0';
 }
 
 

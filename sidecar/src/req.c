@@ -363,8 +363,12 @@ jw_page_end(jw_t *w, long long total, long limit, long offset)
 int
 page_total(PGresult *res, long offset, long long *total)
 {
+    int last = PQnfields(res) - 1;
+
     if (PQntuples(res) > 0) {
-        *total = atoll(PQgetvalue(res, 0, PQnfields(res) - 1));
+        *total = PQgetisnull(res, 0, last)
+                 ? offset + PQntuples(res)
+                 : atoll(PQgetvalue(res, 0, last));
         return 0;
     }
     if (offset == 0) {
@@ -372,6 +376,13 @@ page_total(PGresult *res, long offset, long long *total)
         return 0;
     }
     return -1;
+}
+
+
+int
+page_rows(PGresult *res, long limit)
+{
+    return PQntuples(res) < limit ? PQntuples(res) : (int) limit;
 }
 
 

@@ -117,10 +117,27 @@ void jw_page_end(jw_t *w, long long total, long limit, long offset);
 
 /* A list's total from its page query, which carries an uncorrelated
  * (SELECT count(*) ...) as its last column: one round trip instead of two.
- * An empty page has no row to carry it: at offset 0 the total is 0, past
- * it the caller must count (returns -1, *total untouched). */
+ * A NULL there (PAGE_TOTAL_IF_FULL on the last page) makes the total
+ * offset + the rows. An empty page has no row to carry it: at offset 0 the
+ * total is 0, past it the caller must count (returns -1, *total
+ * untouched). */
 int page_total(PGresult *res, long offset, long long *total)
     __attribute__((warn_unused_result));
+
+/* Counting a tenant's every row for the total costs more than the page
+ * itself once there are a few hundred. A page query whose CTE "page" ends
+ * in PAGE_LIMIT_PLUS_ONE(limit, offset) (their parameters, "$4" ...)
+ * fetches one row more than it shows; PAGE_TOTAL_IF_FULL(limit, count)
+ * runs the count only when that row is there (an InitPlan in a CASE branch
+ * runs when reached), else it is NULL and the page is the last one.
+ * page_rows() is how many rows to show. */
+#define PAGE_LIMIT_PLUS_ONE(lim, off)                                       \
+    " LIMIT " lim "::bigint + 1 OFFSET " off
+#define PAGE_TOTAL_IF_FULL(lim, count_sql)                                  \
+    " CASE WHEN (SELECT count(*) FROM page) > " lim "::bigint"              \
+    " THEN (" count_sql ") END"
+
+int page_rows(PGresult *res, long limit);
 
 /* Database access on this thread's connection. On failure the error reply
  * is sent (SQLSTATE mapped to a status in one place) and NULL returned.

@@ -82,6 +82,75 @@ test_jsonb(void)
     }
 }
 
+/* the escaper, byte by byte, as JSON says: the reference for jw_escape's
+ * eight-at-a-time path */
+static size_t
+ref_escape(const unsigned char *s, size_t n, char *out)
+{
+    size_t o = 0, i;
+
+    out[o++] = '"';
+    for (i = 0; i < n; i++) {
+        switch (s[i]) {
+        case '"':  o += (size_t) sprintf(out + o, "\\\""); break;
+        case '\\': o += (size_t) sprintf(out + o, "\\\\"); break;
+        case '\n': o += (size_t) sprintf(out + o, "\\n"); break;
+        case '\r': o += (size_t) sprintf(out + o, "\\r"); break;
+        case '\t': o += (size_t) sprintf(out + o, "\\t"); break;
+        case '\b': o += (size_t) sprintf(out + o, "\\b"); break;
+        case '\f': o += (size_t) sprintf(out + o, "\\f"); break;
+        default:
+            if (s[i] < 0x20) {
+                o += (size_t) sprintf(out + o, "\\u%04x", s[i]);
+            } else {
+                out[o++] = (char) s[i];
+            }
+        }
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return o;
+}
+
+
+/* random strings, dense in the bytes that matter (controls, quotes,
+ * backslashes, 0x1f/0x20 and 0x7f/0x80 edges, UTF-8), at every length
+ * and alignment around the eight-byte steps */
+static void
+test_escape_differential(void)
+{
+    static const unsigned char pick[] = {
+        'a', 'Z', ' ', '"', '\\', 0x00, 0x01, 0x08, 0x0a, 0x1f, 0x20, 0x21,
+        0x7f, 0x80, 0xc3, 0xa9, 0xff, '!', '#', '[', ']', 0x5b, 0x5d, 0x5c,
+    };
+    unsigned char in[70];
+    char          want[70 * 6 + 8];
+    unsigned int  seed = 12345;
+    size_t        len, i, wlen;
+    int           round, bad = 0;
+    jw_t          w;
+
+    for (round = 0; round < 20000 && !bad; round++) {
+        len = (size_t) round % sizeof(in);
+        for (i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            /* mostly plain letters, so long clean runs occur too */
+            in[i] = (seed >> 16) % 4 ? (unsigned char) ('a' + (seed >> 20) % 26)
+                                     : pick[(seed >> 20) % sizeof(pick)];
+        }
+        wlen = ref_escape(in, len, want);
+        jw_init(&w);
+        jw_strn(&w, (const char *) in, len);
+        if (w.len != wlen || memcmp(w.buf, want, wlen) != 0) {
+            bad = 1;
+        }
+        jw_free(&w);
+    }
+    ok(!bad, "json: the writer escapes exactly as the byte-by-byte reference"
+             " (20,000 random strings)");
+}
+
+
 void
 test_json(void)
 {
@@ -177,4 +246,5 @@ test_json(void)
 
     test_pg_ts();
     test_jsonb();
+    test_escape_differential();
 }

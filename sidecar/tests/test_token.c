@@ -71,6 +71,26 @@ test_token(void)
     ok(token_verify(SECRET, t, NOW, &c, &why) == 0
        && strcmp(c.tid, "t9") == 0 && strcmp(c.role, "admin") == 0
        && strcmp(c.env, "staging") == 0, "token: scoped claims round-trip");
+
+    /* the second use comes from the per-thread cache: same answer, and
+     * nothing but the very same bytes and secret hit it */
+    memset(&c, 0, sizeof(c));
+    ok(token_verify(SECRET, t, NOW + 1, &c, &why) == 0 && why == NULL
+       && strcmp(c.sub, "u2") == 0 && strcmp(c.tid, "t9") == 0
+       && c.exp == NOW + 60, "token cache: a hit gives the claims");
+    ok(token_verify("another-secret-0123456789abcdef0", t, NOW, &c, &why)
+       != 0, "token cache: another secret misses and is refused");
+    ok(token_verify(SECRET, t, NOW + 60, &c, &why) != 0
+       && strcmp(why, "token expired") == 0,
+       "token cache: expiry is checked on a hit");
+    snprintf(forged, sizeof(forged), "%s", t);
+    dot = strchr(forged, '.');
+    dot[3] ^= 1;                           /* payload, signature kept */
+    ok(token_verify(SECRET, forged, NOW, &c, &why) != 0,
+       "token cache: a token that differs from a cached one is refused");
+    snprintf(forged, sizeof(forged), "%sx", t);
+    ok(token_verify(SECRET, forged, NOW, &c, &why) != 0,
+       "token cache: a longer token with a cached prefix is refused");
     free(t);
 
     ok(token_verify(SECRET, "garbage", NOW, &c, &why) != 0,

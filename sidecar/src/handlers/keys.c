@@ -338,7 +338,7 @@ jw_col(jw_t *w, const char *key, PGresult *res, int row, int col, int raw)
     } else if (raw) {
         jw_raw(w, PQgetvalue(res, row, col));
     } else {
-        jw_str(w, PQgetvalue(res, row, col));
+        jw_strn(w, PQgetvalue(res, row, col), PQgetlength(res, row, col));
     }
 }
 
@@ -589,15 +589,17 @@ h_keys_list(req_t *r)
     " AND ($2::text IS NULL OR k.env = $2)"                                 \
     " AND ($3::boolean IS NULL OR k.enabled = $3)"
 
-    /* the page first, then its columns: formatting (to_char, the json)
-     * only the rows shown, not every key the sort looked at; the total
-     * rides along as an InitPlan (evaluated once) */
+    /* the page first, then its columns: formatting only the rows shown,
+     * not every key the sort looked at; the total rides along (see
+     * PAGE_TOTAL_IF_FULL) */
     res = dbq(r,
               "WITH" LIM_CTE ","
               " page AS (SELECT * FROM api_keys k" KEYS_WHERE
-              "  ORDER BY k.created_at DESC, k.id DESC LIMIT $4 OFFSET $5)"
+              "  ORDER BY k.created_at DESC, k.id DESC"
+              PAGE_LIMIT_PLUS_ONE("$4", "$5") ")"
               " SELECT" KEY_COLS ","
-              " (SELECT count(*) FROM api_keys k" KEYS_WHERE ")"
+              PAGE_TOTAL_IF_FULL("$4", "SELECT count(*) FROM api_keys k"
+                                 KEYS_WHERE)
               " FROM page k CROSS JOIN lim"
               " ORDER BY k.created_at DESC, k.id DESC",
               5, r->auth.tenant_id, env, enabled, slimit, soffset);
@@ -616,7 +618,7 @@ h_keys_list(req_t *r)
 
     jw_init(&w);
     jw_page_begin(&w);
-    for (i = 0; i < PQntuples(res); i++) {
+    for (i = 0; i < page_rows(res, limit); i++) {
         jw_key_row(&w, res, i, NULL);
     }
     jw_page_end(&w, total, limit, offset);

@@ -43,13 +43,19 @@ h_members_list(req_t *r)
     snprintf(slimit, sizeof(slimit), "%ld", limit);
     snprintf(soffset, sizeof(soffset), "%ld", offset);
 
-    /* one round trip: the total rides along as an InitPlan */
+    /* one round trip: the page of memberships first (in the order of
+     * their index), then the users of just those rows; the total rides
+     * along (PAGE_TOTAL_IF_FULL) */
     res = dbq(r,
-              "SELECT" MEMBER_COLS ","
-              " (SELECT count(*) FROM memberships WHERE tenant_id = $1)"
-              " FROM memberships m JOIN users u ON u.id = m.user_id"
-              " WHERE m.tenant_id = $1"
-              " ORDER BY m.created_at, u.id LIMIT $2 OFFSET $3", 3,
+              "WITH page AS (SELECT * FROM memberships m"
+              "  WHERE m.tenant_id = $1"
+              "  ORDER BY m.created_at, m.user_id"
+              PAGE_LIMIT_PLUS_ONE("$2", "$3") ")"
+              " SELECT" MEMBER_COLS ","
+              PAGE_TOTAL_IF_FULL("$2", "SELECT count(*) FROM memberships"
+                                 " WHERE tenant_id = $1")
+              " FROM page m JOIN users u ON u.id = m.user_id"
+              " ORDER BY m.created_at, m.user_id", 3,
               r->auth.tenant_id, slimit, soffset);
     if (res == NULL) {
         return;
@@ -65,7 +71,7 @@ h_members_list(req_t *r)
 
     jw_init(&w);
     jw_page_begin(&w);
-    for (i = 0; i < PQntuples(res); i++) {
+    for (i = 0; i < page_rows(res, limit); i++) {
         jw_member(&w, res, i);
     }
     jw_page_end(&w, total, limit, offset);

@@ -574,13 +574,13 @@ h_policies_list(req_t *r)
     " AND ($2::text IS NULL OR p.type = $2)"                                \
     " AND ($3::boolean IS NULL OR p.enabled = $3)"
 
-    /* the page first, then its columns (see h_keys_list); the total
-     * rides along as an InitPlan */
+    /* the page first, then its columns (see h_keys_list) */
     res = dbq(r,
               "WITH page AS (SELECT * FROM policies p" POLICIES_WHERE
-              POLICY_ORDER " LIMIT $4 OFFSET $5)"
+              POLICY_ORDER PAGE_LIMIT_PLUS_ONE("$4", "$5") ")"
               " SELECT" POLICY_COLS ","
-              " (SELECT count(*) FROM policies p" POLICIES_WHERE ")"
+              PAGE_TOTAL_IF_FULL("$4", "SELECT count(*) FROM policies p"
+                                 POLICIES_WHERE)
               " FROM page p" POLICY_ORDER,
               5, r->auth.tenant_id, type, enabled, slimit, soffset);
     if (res == NULL) {
@@ -598,7 +598,7 @@ h_policies_list(req_t *r)
 
     jw_init(&w);
     jw_page_begin(&w);
-    for (i = 0; i < PQntuples(res); i++) {
+    for (i = 0; i < page_rows(res, limit); i++) {
         jw_policy_row(&w, res, i);
     }
     jw_page_end(&w, total, limit, offset);

@@ -71,7 +71,7 @@ org_jw_col(jw_t *w, const char *key, PGresult *res, int row, int col,
         jw_bool(w, v[0] == 't');
         break;
     default:
-        jw_str(w, v);
+        jw_strn(w, v, PQgetlength(res, row, col));
     }
 }
 
