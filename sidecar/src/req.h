@@ -125,16 +125,16 @@ int page_total(PGresult *res, long offset, long long *total)
     __attribute__((warn_unused_result));
 
 /* Counting a tenant's every row for the total costs more than the page
- * itself once there are a few hundred. A page query whose CTE "page" ends
- * in PAGE_LIMIT_PLUS_ONE(limit, offset) (their parameters, "$4" ...)
- * fetches one row more than it shows; PAGE_TOTAL_IF_FULL(limit, count)
- * runs the count only when that row is there (an InitPlan in a CASE branch
- * runs when reached), else it is NULL and the page is the last one.
- * page_rows() is how many rows to show. */
+ * itself once there are a few hundred. A page subquery ending in
+ * PAGE_LIMIT_PLUS_ONE(limit, offset) (their parameters, "$4" ...) fetches
+ * one row more than it shows; PAGE_TOTAL_IF_FULL(limit, count), a column
+ * of the query over it, runs the count only when that row is there (an
+ * InitPlan in a CASE branch runs when reached), else it is NULL and the
+ * page is the last one. page_rows() is how many rows to show. */
 #define PAGE_LIMIT_PLUS_ONE(lim, off)                                       \
     " LIMIT " lim "::bigint + 1 OFFSET " off
 #define PAGE_TOTAL_IF_FULL(lim, count_sql)                                  \
-    " CASE WHEN (SELECT count(*) FROM page) > " lim "::bigint"              \
+    " CASE WHEN count(*) OVER () > " lim "::bigint"                         \
     " THEN (" count_sql ") END"
 
 int page_rows(PGresult *res, long limit);

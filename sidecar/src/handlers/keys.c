@@ -593,14 +593,13 @@ h_keys_list(req_t *r)
      * not every key the sort looked at; the total rides along (see
      * PAGE_TOTAL_IF_FULL) */
     res = dbq(r,
-              "WITH" LIM_CTE ","
-              " page AS (SELECT * FROM api_keys k" KEYS_WHERE
-              "  ORDER BY k.created_at DESC, k.id DESC"
-              PAGE_LIMIT_PLUS_ONE("$4", "$5") ")"
+              "WITH" LIM_CTE
               " SELECT" KEY_COLS ","
               PAGE_TOTAL_IF_FULL("$4", "SELECT count(*) FROM api_keys k"
                                  KEYS_WHERE)
-              " FROM page k CROSS JOIN lim"
+              " FROM (SELECT * FROM api_keys k" KEYS_WHERE
+              "  ORDER BY k.created_at DESC, k.id DESC"
+              PAGE_LIMIT_PLUS_ONE("$4", "$5") ") k CROSS JOIN lim"
               " ORDER BY k.created_at DESC, k.id DESC",
               5, r->auth.tenant_id, env, enabled, slimit, soffset);
     if (res == NULL) {

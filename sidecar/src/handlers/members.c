@@ -47,14 +47,13 @@ h_members_list(req_t *r)
      * their index), then the users of just those rows; the total rides
      * along (PAGE_TOTAL_IF_FULL) */
     res = dbq(r,
-              "WITH page AS (SELECT * FROM memberships m"
-              "  WHERE m.tenant_id = $1"
-              "  ORDER BY m.created_at, m.user_id"
-              PAGE_LIMIT_PLUS_ONE("$2", "$3") ")"
-              " SELECT" MEMBER_COLS ","
+              "SELECT" MEMBER_COLS ","
               PAGE_TOTAL_IF_FULL("$2", "SELECT count(*) FROM memberships"
                                  " WHERE tenant_id = $1")
-              " FROM page m JOIN users u ON u.id = m.user_id"
+              " FROM (SELECT * FROM memberships m WHERE m.tenant_id = $1"
+              "  ORDER BY m.created_at, m.user_id"
+              PAGE_LIMIT_PLUS_ONE("$2", "$3") ") m"
+              " JOIN users u ON u.id = m.user_id"
               " ORDER BY m.created_at, m.user_id", 3,
               r->auth.tenant_id, slimit, soffset);
     if (res == NULL) {

@@ -576,12 +576,12 @@ h_policies_list(req_t *r)
 
     /* the page first, then its columns (see h_keys_list) */
     res = dbq(r,
-              "WITH page AS (SELECT * FROM policies p" POLICIES_WHERE
-              POLICY_ORDER PAGE_LIMIT_PLUS_ONE("$4", "$5") ")"
-              " SELECT" POLICY_COLS ","
+              "SELECT" POLICY_COLS ","
               PAGE_TOTAL_IF_FULL("$4", "SELECT count(*) FROM policies p"
                                  POLICIES_WHERE)
-              " FROM page p" POLICY_ORDER,
+              " FROM (SELECT * FROM policies p" POLICIES_WHERE
+              POLICY_ORDER PAGE_LIMIT_PLUS_ONE("$4", "$5") ") p"
+              POLICY_ORDER,
               5, r->auth.tenant_id, type, enabled, slimit, soffset);
     if (res == NULL) {
         return;
