@@ -55,6 +55,8 @@ typedef struct {
     uint16_t *delta16;           /* the same when it fits: half the cache */
     uint8_t   root_stay[256];    /* from the start state this byte leads
                                     back to it: skip it without the table */
+    uint8_t   exits[4];          /* the bytes that do not, when at most 4 */
+    uint32_t  nexits;            /*   (else 0): found by find_any4() */
     int32_t  *out;               /* keyword ending in this state, or -1 */
     int32_t  *dict;              /* next state with an output on the
                                     failure chain, or -1 */
@@ -662,8 +664,22 @@ compile_keywords(cc_t *c, rule_t *r, const jv_t *cfg)
         ac->delta[i] = (int32_t) (((uint32_t) v * ncls) << 1
                                   | (ac->hit[v] >= 0));
     }
+    /* A..Z as a..z (keywords are folded, so A..Z were in no class): an
+     * ASCII text is scanned as it is, without a folded copy */
+    for (b = 'A'; b <= 'Z'; b++) {
+        ac->cls[b] = ac->cls[b + 32];
+    }
     for (b = 0; b < 256; b++) {
         ac->root_stay[b] = ac->delta[ac->cls[b]] == 0;
+        if (!ac->root_stay[b] && ac->nexits++ < 4) {
+            ac->exits[ac->nexits - 1] = (uint8_t) b;
+        }
+    }
+    if (ac->nexits > 4) {
+        ac->nexits = 0;
+    }
+    for (b = ac->nexits; b > 0 && b < 4; b++) {
+        ac->exits[b] = ac->exits[0];
     }
     if (cells * 2 <= 0xffff) {
         ac->delta16 = tp_arena_alloc(ar, cells * sizeof(uint16_t));
@@ -2353,6 +2369,21 @@ ac_hit(const ac_t *ac, const unsigned char *t, size_t n, size_t i,
 }
 
 
+/* from the start state, the next byte that leaves it (n when none) */
+static inline size_t
+ac_skip(const ac_t *ac, const unsigned char *t, size_t i, size_t n)
+{
+    if (ac->nexits) {
+        return find_any4(t, i, n, ac->exits[0], ac->exits[1], ac->exits[2],
+                         ac->exits[3]);
+    }
+    while (i < n && ac->root_stay[t[i]]) {
+        i++;
+    }
+    return i;
+}
+
+
 /* one dependent load per byte: (next row << 1 | has output) */
 static void
 ac_scan(const ac_t *ac, const unsigned char *t, size_t n, emit_t *m)
@@ -2365,13 +2396,8 @@ ac_scan(const ac_t *ac, const unsigned char *t, size_t n, emit_t *m)
         const uint16_t *d = ac->delta16;
 
         for (i = 0; i < n; i++) {
-            if (row == 0) {
-                while (i < n && ac->root_stay[t[i]]) {
-                    i++;
-                }
-                if (i == n) {
-                    break;
-                }
+            if (row == 0 && (i = ac_skip(ac, t, i, n)) == n) {
+                break;
             }
             v = d[row + cls[t[i]]];
             row = v >> 1;
@@ -2382,13 +2408,8 @@ ac_scan(const ac_t *ac, const unsigned char *t, size_t n, emit_t *m)
         return;
     }
     for (i = 0; i < n; i++) {
-        if (row == 0) {
-            while (i < n && ac->root_stay[t[i]]) {
-                i++;
-            }
-            if (i == n) {
-                break;
-            }
+        if (row == 0 && (i = ac_skip(ac, t, i, n)) == n) {
+            break;
         }
         v = (uint32_t) ac->delta[row + cls[t[i]]];
         row = v >> 1;
@@ -2584,7 +2605,8 @@ tp_policy_eval(const tp_policy_set_t *set, tp_prompt_t *p,
             if (n == 0) {
                 break;
             }
-            folded = tp_prompt_folded(p);
+            /* the automaton folds ASCII itself (compile_keywords) */
+            folded = p->non_ascii ? tp_prompt_folded(p) : text;
             if (folded == NULL) {
                 ev.nomem = 1;
                 break;
