@@ -1004,13 +1004,30 @@ ex_key(void *ctx, const unsigned char *raw, size_t len, int escaped)
 
 
 /* code points in t[0..n) of valid UTF-8: the bytes but continuation bytes
- * (10xxxxxx), counted eight at a time; *non_ascii is set when a byte is */
+ * (10xxxxxx), counted sixteen (SSE2) or eight at a time; *non_ascii is set
+ * when a byte is */
 static size_t
 utf8_count(const unsigned char *t, size_t n, int *non_ascii)
 {
     size_t   i = 0, cont = 0;
     uint64_t x, any = 0;
 
+#if defined(__SSE2__)
+    __m128i  v;
+    unsigned high;
+
+    for (; n - i >= 16; i += 16) {
+        v = _mm_loadu_si128((const __m128i *) (t + i));
+        high = (unsigned) _mm_movemask_epi8(v);
+        if (high == 0) {
+            continue;                                /* all ASCII */
+        }
+        any = HIGHS;
+        /* signed: 0x80..0xbf are -128..-65, below 0xc0 (-64) */
+        cont += __builtin_popcount((unsigned) _mm_movemask_epi8(
+                    _mm_cmplt_epi8(v, _mm_set1_epi8((char) 0xc0))));
+    }
+#endif
     for (; n - i >= 8; i += 8) {
         memcpy(&x, t + i, 8);
         any |= x;
