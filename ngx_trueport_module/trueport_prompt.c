@@ -764,80 +764,84 @@ enum {
     L_MAXTOK
 };
 
-#define P_OA  ((1 << TP_OPENAI) | (1 << TP_AZURE))
-#define P_AN  (1 << TP_ANTHROPIC)
-#define P_GG  (1 << TP_GOOGLE)
-
 typedef struct {
-    uint8_t     providers;
-    uint8_t     parent;
+    uint8_t     parent;      /* S_NONE: the end of the table */
     const char *key;         /* NULL: an element of an array */
     uint8_t     child;       /* when the value is an object or array */
     uint8_t     leaf;        /* when it is a string or number */
 } path_rule_t;
 
-static const path_rule_t paths[] = {
-    /* OpenAI and Azure: chat, completions, embeddings, responses */
-    { P_OA, S_ROOT, "messages", S_MSGS, L_NONE },
-    { P_OA, S_MSGS, NULL, S_MSG, L_NONE },
-    { P_OA, S_MSG, "content", S_PARTS, L_TEXT },
-    { P_OA, S_PARTS, NULL, S_PART, L_TEXT },
-    { P_OA, S_PART, "text", S_NONE, L_PART },
-    { P_OA, S_MSG, "tool_calls", S_TCALLS, L_NONE },
-    { P_OA, S_TCALLS, NULL, S_TCALL, L_NONE },
-    { P_OA, S_TCALL, "function", S_FUNC, L_NONE },
-    { P_OA, S_MSG, "function_call", S_FUNC, L_NONE },
-    { P_OA, S_FUNC, "arguments", S_NONE, L_TEXT },
-    { P_OA, S_MSG, "arguments", S_NONE, L_TEXT },
-    { P_OA, S_MSG, "output", S_PARTS, L_TEXT },
-    { P_OA, S_ROOT, "prompt", S_PROMPTS, L_TEXT },
-    { P_OA, S_PROMPTS, NULL, S_NONE, L_TEXT },
-    { P_OA, S_ROOT, "input", S_INPUTS, L_TEXT },
-    { P_OA, S_INPUTS, NULL, S_MSG, L_TEXT },
-    { P_OA, S_ROOT, "instructions", S_NONE, L_TEXT },
-    { P_OA, S_ROOT, "max_tokens", S_NONE, L_MAXTOK },
-    { P_OA, S_ROOT, "max_completion_tokens", S_NONE, L_MAXTOK },
-    { P_OA, S_ROOT, "max_output_tokens", S_NONE, L_MAXTOK },
+/* one table per provider, so a key is looked up among its own paths only */
 
-    /* Anthropic messages (and the legacy completions prompt) */
-    { P_AN, S_ROOT, "system", S_BLOCKS, L_TEXT },
-    { P_AN, S_ROOT, "messages", S_MSGS, L_NONE },
-    { P_AN, S_MSGS, NULL, S_MSG, L_NONE },
-    { P_AN, S_MSG, "content", S_BLOCKS, L_TEXT },
-    { P_AN, S_BLOCKS, NULL, S_BLOCK, L_TEXT },
-    { P_AN, S_BLOCK, "text", S_NONE, L_PART },
-    { P_AN, S_BLOCK, "content", S_BLOCKS, L_TEXT },        /* tool_result */
-    { P_AN, S_BLOCK, "input", S_ANY, L_TEXT },             /* tool_use */
-    { P_AN, S_ROOT, "prompt", S_NONE, L_TEXT },
-    { P_AN, S_ROOT, "max_tokens", S_NONE, L_MAXTOK },
-    { P_AN, S_ROOT, "max_tokens_to_sample", S_NONE, L_MAXTOK },
+/* OpenAI and Azure: chat, completions, embeddings, responses */
+static const path_rule_t openai_paths[] = {
+    { S_ROOT, "messages", S_MSGS, L_NONE },
+    { S_MSGS, NULL, S_MSG, L_NONE },
+    { S_MSG, "content", S_PARTS, L_TEXT },
+    { S_PARTS, NULL, S_PART, L_TEXT },
+    { S_PART, "text", S_NONE, L_PART },
+    { S_MSG, "tool_calls", S_TCALLS, L_NONE },
+    { S_TCALLS, NULL, S_TCALL, L_NONE },
+    { S_TCALL, "function", S_FUNC, L_NONE },
+    { S_MSG, "function_call", S_FUNC, L_NONE },
+    { S_FUNC, "arguments", S_NONE, L_TEXT },
+    { S_MSG, "arguments", S_NONE, L_TEXT },
+    { S_MSG, "output", S_PARTS, L_TEXT },
+    { S_ROOT, "prompt", S_PROMPTS, L_TEXT },
+    { S_PROMPTS, NULL, S_NONE, L_TEXT },
+    { S_ROOT, "input", S_INPUTS, L_TEXT },
+    { S_INPUTS, NULL, S_MSG, L_TEXT },
+    { S_ROOT, "instructions", S_NONE, L_TEXT },
+    { S_ROOT, "max_tokens", S_NONE, L_MAXTOK },
+    { S_ROOT, "max_completion_tokens", S_NONE, L_MAXTOK },
+    { S_ROOT, "max_output_tokens", S_NONE, L_MAXTOK },
+    { S_ROOT, "model", S_NONE, L_MODEL },
+    { S_NONE, NULL, 0, 0 }
+};
 
-    /* Gemini: generateContent, countTokens, embedContent, batch embeds */
-    { P_GG, S_ROOT, "contents", S_GCONTENTS, L_NONE },
-    { P_GG, S_GCONTENTS, NULL, S_GCONTENT, L_NONE },
-    { P_GG, S_ROOT, "systemInstruction", S_GCONTENT, L_TEXT },
-    { P_GG, S_ROOT, "system_instruction", S_GCONTENT, L_TEXT },
-    { P_GG, S_ROOT, "content", S_GCONTENT, L_NONE },
-    { P_GG, S_ROOT, "requests", S_GREQS, L_NONE },
-    { P_GG, S_GREQS, NULL, S_GREQ, L_NONE },
-    { P_GG, S_GREQ, "content", S_GCONTENT, L_NONE },
-    { P_GG, S_GREQ, "contents", S_GCONTENTS, L_NONE },
-    { P_GG, S_GCONTENT, "parts", S_GPARTS, L_NONE },
-    { P_GG, S_GPARTS, NULL, S_GPART, L_NONE },
-    { P_GG, S_GPART, "text", S_NONE, L_PART },
-    { P_GG, S_GPART, "functionCall", S_GFC, L_NONE },
-    { P_GG, S_GPART, "function_call", S_GFC, L_NONE },
-    { P_GG, S_GFC, "args", S_ANY, L_TEXT },
-    { P_GG, S_GPART, "functionResponse", S_GFR, L_NONE },
-    { P_GG, S_GPART, "function_response", S_GFR, L_NONE },
-    { P_GG, S_GFR, "response", S_ANY, L_TEXT },
-    { P_GG, S_ROOT, "generationConfig", S_GENCFG, L_NONE },
-    { P_GG, S_ROOT, "generation_config", S_GENCFG, L_NONE },
-    { P_GG, S_GENCFG, "maxOutputTokens", S_NONE, L_MAXTOK },
-    { P_GG, S_GENCFG, "max_output_tokens", S_NONE, L_MAXTOK },
+/* Anthropic messages (and the legacy completions prompt) */
+static const path_rule_t anthropic_paths[] = {
+    { S_ROOT, "system", S_BLOCKS, L_TEXT },
+    { S_ROOT, "messages", S_MSGS, L_NONE },
+    { S_MSGS, NULL, S_MSG, L_NONE },
+    { S_MSG, "content", S_BLOCKS, L_TEXT },
+    { S_BLOCKS, NULL, S_BLOCK, L_TEXT },
+    { S_BLOCK, "text", S_NONE, L_PART },
+    { S_BLOCK, "content", S_BLOCKS, L_TEXT },            /* tool_result */
+    { S_BLOCK, "input", S_ANY, L_TEXT },                 /* tool_use */
+    { S_ROOT, "prompt", S_NONE, L_TEXT },
+    { S_ROOT, "max_tokens", S_NONE, L_MAXTOK },
+    { S_ROOT, "max_tokens_to_sample", S_NONE, L_MAXTOK },
+    { S_ROOT, "model", S_NONE, L_MODEL },
+    { S_NONE, NULL, 0, 0 }
+};
 
-    { P_OA | P_AN | P_GG, S_ROOT, "model", S_NONE, L_MODEL },
-    { 0, 0, NULL, 0, 0 }
+/* Gemini: generateContent, countTokens, embedContent, batch embeds */
+static const path_rule_t google_paths[] = {
+    { S_ROOT, "contents", S_GCONTENTS, L_NONE },
+    { S_GCONTENTS, NULL, S_GCONTENT, L_NONE },
+    { S_ROOT, "systemInstruction", S_GCONTENT, L_TEXT },
+    { S_ROOT, "system_instruction", S_GCONTENT, L_TEXT },
+    { S_ROOT, "content", S_GCONTENT, L_NONE },
+    { S_ROOT, "requests", S_GREQS, L_NONE },
+    { S_GREQS, NULL, S_GREQ, L_NONE },
+    { S_GREQ, "content", S_GCONTENT, L_NONE },
+    { S_GREQ, "contents", S_GCONTENTS, L_NONE },
+    { S_GCONTENT, "parts", S_GPARTS, L_NONE },
+    { S_GPARTS, NULL, S_GPART, L_NONE },
+    { S_GPART, "text", S_NONE, L_PART },
+    { S_GPART, "functionCall", S_GFC, L_NONE },
+    { S_GPART, "function_call", S_GFC, L_NONE },
+    { S_GFC, "args", S_ANY, L_TEXT },
+    { S_GPART, "functionResponse", S_GFR, L_NONE },
+    { S_GPART, "function_response", S_GFR, L_NONE },
+    { S_GFR, "response", S_ANY, L_TEXT },
+    { S_ROOT, "generationConfig", S_GENCFG, L_NONE },
+    { S_ROOT, "generation_config", S_GENCFG, L_NONE },
+    { S_GENCFG, "maxOutputTokens", S_NONE, L_MAXTOK },
+    { S_GENCFG, "max_output_tokens", S_NONE, L_MAXTOK },
+    { S_ROOT, "model", S_NONE, L_MODEL },
+    { S_NONE, NULL, 0, 0 }
 };
 
 typedef struct {
@@ -847,17 +851,18 @@ typedef struct {
 } frame_t;
 
 typedef struct {
-    tp_prompt_t *p;
-    unsigned     pmask;
-    frame_t      st[TP_JSON_MAX_DEPTH];
-    int          depth;
-    uint8_t      pend_state, pend_leaf;     /* the next value of an object */
-    uint32_t     arr_ids;
-    uint32_t     last_join;                 /* of the last segment, 0 none */
-    size_t       text_cap;
-    int          root_done;
-    char        *err;
-    size_t       errlen;
+    tp_prompt_t       *p;
+    const path_rule_t *paths;               /* the provider's table */
+    frame_t            st[TP_JSON_MAX_DEPTH];
+    int                depth;
+    uint8_t            pend_state, pend_leaf;   /* the next value of an
+                                                   object */
+    uint32_t           arr_ids;
+    uint32_t           last_join;           /* of the last segment, 0 none */
+    size_t             text_cap;
+    int                root_done;
+    char              *err;
+    size_t             errlen;
 } ex_t;
 
 #define EX_EMALFORMED  (-10)
@@ -893,8 +898,8 @@ lookup(ex_t *x, uint8_t parent, const unsigned char *key, size_t klen,
         *leaf = L_TEXT;
         return;
     }
-    for (r = paths; r->providers; r++) {
-        if (!(r->providers & x->pmask) || r->parent != parent) {
+    for (r = x->paths; r->parent != S_NONE; r++) {
+        if (r->parent != parent) {
             continue;
         }
         if (key == NULL ? r->key == NULL
@@ -1256,7 +1261,8 @@ tp_prompt_parse(const tp_alloc_t *a, int provider, const unsigned char *body,
         goto nomem;
     }
     x->p = p;
-    x->pmask = 1u << provider;
+    x->paths = provider == TP_ANTHROPIC ? anthropic_paths
+               : provider == TP_GOOGLE ? google_paths : openai_paths;
     x->err = err;
     x->errlen = errlen;
 
