@@ -1170,6 +1170,7 @@ ex_number(void *ctx, const unsigned char *raw, size_t len)
     char      buf[64];
     double    d;
     int64_t   v;
+    size_t    i;
 
     if (x->depth == 0) {
         return ex_fail(x, "the request body must be a JSON object");
@@ -1178,7 +1179,16 @@ ex_number(void *ctx, const unsigned char *raw, size_t len)
     if (leaf != L_MAXTOK || raw[0] == '-') {
         return 0;
     }
-    if (len >= sizeof(buf)) {
+    /* the usual plain integer: up to 15 digits are exact in a double, so
+     * this is what strtod() would give */
+    for (i = 0, v = 0; i < len && i < 16 && raw[i] >= '0' && raw[i] <= '9';
+         i++)
+    {
+        v = v * 10 + (raw[i] - '0');
+    }
+    if (i == len && len <= 15) {
+        /* v is the value */
+    } else if (len >= sizeof(buf)) {
         v = INT64_MAX;
     } else {
         memcpy(buf, raw, len);
