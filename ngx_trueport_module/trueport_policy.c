@@ -1924,7 +1924,7 @@ secret_at(const unsigned char *t, size_t n, size_t i, pk_cache_t *pc)
 /* The first byte at or after i that is a, b, c or d (n when none): sixteen
  * bytes at a time with SSE2, else eight with the zero-byte trick, for the
  * scans that look for a few rare bytes. */
-static size_t
+static inline size_t
 find_any4(const unsigned char *t, size_t i, size_t n, unsigned a, unsigned b,
           unsigned c, unsigned d)
 {
