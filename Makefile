@@ -31,7 +31,8 @@ MODULE_PURE_H := $(wildcard ngx_trueport_module/trueport_*.h)
 PURE_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 FUZZERS     := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard t/fuzz/fuzz_*.c))
 
-.PHONY: all module sidecar unit deps run stop test test-asan clean fuzz bench
+.PHONY: all module sidecar unit deps run stop test test-asan clean fuzz bench \
+        policy-bench
 
 all: module sidecar unit
 
@@ -97,6 +98,13 @@ $(BUILD)/obj/module/%.o: ngx_trueport_module/%.c $(POLICY_H)
 unit: $(BUILD)/tools/policy-check
 
 $(BUILD)/tools/policy-check: t/tools/policy_check.c $(POLICY_OBJ) $(POLICY_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ingx_trueport_module $(LDFLAGS) -o $@ $< $(POLICY_OBJ) $(LDLIBS)
+# build/tools/policy-bench: the engine's cost on bench scenario b
+# (ns per call; run it under valgrind --tool=callgrind for exact counts)
+policy-bench: $(BUILD)/tools/policy-bench
+
+$(BUILD)/tools/policy-bench: t/tools/policy_bench.c $(POLICY_OBJ) $(POLICY_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ingx_trueport_module $(LDFLAGS) -o $@ $< $(POLICY_OBJ) $(LDLIBS)
 # end policies

@@ -17,6 +17,10 @@
 #include <string.h>
 #include <time.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #define MAX_RULES        10000
 #define MAX_PATTERNS     64
 #define MAX_PATTERN_LEN  4096
@@ -51,6 +55,8 @@ typedef struct {
     uint16_t *delta16;           /* the same when it fits: half the cache */
     uint8_t   root_stay[256];    /* from the start state this byte leads
                                     back to it: skip it without the table */
+    uint8_t   exits[4];          /* the bytes that do not, when at most 4 */
+    uint32_t  nexits;            /*   (else 0): found by find_any4() */
     int32_t  *out;               /* keyword ending in this state, or -1 */
     int32_t  *dict;              /* next state with an output on the
                                     failure chain, or -1 */
@@ -658,8 +664,22 @@ compile_keywords(cc_t *c, rule_t *r, const jv_t *cfg)
         ac->delta[i] = (int32_t) (((uint32_t) v * ncls) << 1
                                   | (ac->hit[v] >= 0));
     }
+    /* A..Z as a..z (keywords are folded, so A..Z were in no class): an
+     * ASCII text is scanned as it is, without a folded copy */
+    for (b = 'A'; b <= 'Z'; b++) {
+        ac->cls[b] = ac->cls[b + 32];
+    }
     for (b = 0; b < 256; b++) {
         ac->root_stay[b] = ac->delta[ac->cls[b]] == 0;
+        if (!ac->root_stay[b] && ac->nexits++ < 4) {
+            ac->exits[ac->nexits - 1] = (uint8_t) b;
+        }
+    }
+    if (ac->nexits > 4) {
+        ac->nexits = 0;
+    }
+    for (b = ac->nexits; b > 0 && b < 4; b++) {
+        ac->exits[b] = ac->exits[0];
     }
     if (cells * 2 <= 0xffff) {
         ac->delta16 = tp_arena_alloc(ar, cells * sizeof(uint16_t));
@@ -1191,12 +1211,28 @@ wa(const unsigned char *t, size_t n, size_t i)
 }
 
 
-/* the next ASCII digit at or after i (n when none), eight bytes at a time:
- * most text has few digits, and five detectors start at one */
+/* the next ASCII digit at or after i (n when none), sixteen bytes at a time
+ * with SSE2, else eight: most text has few digits, and five detectors
+ * start at one */
 static size_t
 next_digit(const unsigned char *t, size_t i, size_t n)
 {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#if defined(__SSE2__)
+    __m128i  x;
+    unsigned bits;
+
+    while (i + 16 <= n) {
+        x = _mm_loadu_si128((const __m128i *) (t + i));
+        /* signed compares: bytes >= 0x80 are negative, never digits */
+        bits = (unsigned) _mm_movemask_epi8(
+                   _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)),
+                                 _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1))));
+        if (bits) {
+            return i + __builtin_ctz(bits);
+        }
+        i += 16;
+    }
+#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     uint64_t x, m;
 
     while (i + 8 <= n) {
@@ -1788,119 +1824,190 @@ static const unsigned char secret_second[256] = {
 };
 
 
+/* the end of the secret that starts at t[i], or 0 */
+static size_t
+secret_at(const unsigned char *t, size_t n, size_t i, pk_cache_t *pc)
+{
+    unsigned c = t[i];
+    size_t   j, k;
+    int      p;
+
+    if (!(secret_first[c] & secret_second[t[i + 1]])) {
+        return 0;
+    }
+    if (c == '-') {
+        /* -----BEGIN [RSA |EC |OPENSSH |ENCRYPTED ]PRIVATE KEY----- */
+        if (n - i < 27 || memcmp(t + i, "-----BEGIN ", 11) != 0) {
+            return 0;
+        }
+        for (j = i + 11; j < n && j - i < 72
+             && (IS_UPPER(t[j]) || IS_DIGIT(t[j]) || t[j] == ' '); j++)
+        {
+        }
+        if (j - (i + 11) < 11 || memcmp(t + j - 11, "PRIVATE KEY", 11) != 0
+            || n - j < 5 || memcmp(t + j, "-----", 5) != 0)
+        {
+            return 0;
+        }
+        return pk_block_end(t, n, j + 5, pc);
+    }
+
+    /* cheap prefix tests before the boundary test */
+    switch (c) {
+    case 'e':
+        p = n - i >= 3 && t[i + 1] == 'y' && t[i + 2] == 'J';
+        break;
+    case 's':
+    case 'r':
+        p = n - i >= 3 && t[i + 1] == 'k'
+            && (t[i + 2] == '-' || t[i + 2] == '_');
+        break;
+    case 'g':
+        p = n - i >= 4 && (t[i + 1] == 'h' || t[i + 1] == 'i'
+                           || t[i + 1] == 'l');
+        break;
+    case 'x':
+        p = n - i >= 4 && t[i + 1] == 'o' && t[i + 2] == 'x';
+        break;
+    default:                                             /* 'A' */
+        p = n - i >= 4 && IS_UPPER(t[i + 1]);
+    }
+    if (!p || wb(t, i) || (i > 0 && t[i - 1] == '-')) {
+        return 0;
+    }
+
+    if (c == 'A' && n - i >= 20) {
+        for (p = 0; aws_prefixes[p]; p++) {
+            if (memcmp(t + i, aws_prefixes[p], 4) == 0) {
+                break;
+            }
+        }
+        if (aws_prefixes[p]) {
+            for (j = i + 4;
+                 j < i + 20 && (IS_UPPER(t[j]) || IS_DIGIT(t[j])); j++)
+            {
+                /* 16 more */
+            }
+            if (j == i + 20 && !wa(t, n, j)) {
+                return j;
+            }
+        }
+    }
+
+    if (c == 'e' && n - i >= 3 && t[i + 1] == 'y' && t[i + 2] == 'J') {
+        /* a JWT: three base64url parts, the first "eyJ" ({") */
+        j = key_run(t, n, i);
+        if (j - i >= 10 && j < n && t[j] == '.') {
+            k = key_run(t, n, j + 1);
+            if (k - j - 1 >= 4 && k < n && t[k] == '.') {
+                return key_run(t, n, k + 1);
+            }
+        }
+    }
+
+    for (p = 0; key_prefixes[p].prefix; p++) {
+        if (n - i > key_prefixes[p].len
+            && memcmp(t + i, key_prefixes[p].prefix, key_prefixes[p].len)
+               == 0)
+        {
+            j = key_run(t, n, i + key_prefixes[p].len);
+            if (j - i - key_prefixes[p].len >= key_prefixes[p].min) {
+                return j;
+            }
+            break;
+        }
+    }
+    return 0;
+}
+
+
+/* The first byte at or after i that is a, b, c or d (n when none): sixteen
+ * bytes at a time with SSE2, else eight with the zero-byte trick, for the
+ * scans that look for a few rare bytes. */
+static inline size_t
+find_any4(const unsigned char *t, size_t i, size_t n, unsigned a, unsigned b,
+          unsigned c, unsigned d)
+{
+#if defined(__SSE2__)
+    __m128i  va = _mm_set1_epi8((char) a), vb = _mm_set1_epi8((char) b),
+             vc = _mm_set1_epi8((char) c), vd = _mm_set1_epi8((char) d), x;
+    unsigned bits;
+
+    while (i + 16 <= n) {
+        x = _mm_loadu_si128((const __m128i *) (t + i));
+        bits = (unsigned) _mm_movemask_epi8(
+                   _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, va),
+                                             _mm_cmpeq_epi8(x, vb)),
+                                _mm_or_si128(_mm_cmpeq_epi8(x, vc),
+                                             _mm_cmpeq_epi8(x, vd))));
+        if (bits) {
+            return i + __builtin_ctz(bits);
+        }
+        i += 16;
+    }
+#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t x, xa, xb, xc, xd, m;
+
+    while (i + 8 <= n) {
+        memcpy(&x, t + i, 8);
+        xa = x ^ (0x0101010101010101ULL * a);
+        xb = x ^ (0x0101010101010101ULL * b);
+        xc = x ^ (0x0101010101010101ULL * c);
+        xd = x ^ (0x0101010101010101ULL * d);
+        /* a zero byte in any of them; the lowest flag is exact */
+        m = ((xa - 0x0101010101010101ULL) & ~xa)
+            | ((xb - 0x0101010101010101ULL) & ~xb)
+            | ((xc - 0x0101010101010101ULL) & ~xc)
+            | ((xd - 0x0101010101010101ULL) & ~xd);
+        m &= 0x8080808080808080ULL;
+        if (m) {
+            return i + (__builtin_ctzll(m) >> 3);
+        }
+        i += 8;
+    }
+#endif
+    while (i < n && t[i] != a && t[i] != b && t[i] != c && t[i] != d) {
+        i++;
+    }
+    return i;
+}
+
+
+/* Every secret holds one of '-', '_', 'A', 'J' at most SECRET_BACK bytes
+ * from its start: "-----BEGIN", "sk-" / "sk_" / "rk_" at +2, "gh?_" at +3,
+ * "xox?-" at +4, "glpat-" at +5, "github_pat_" at +6, "A..." at 0 (AWS,
+ * AIza), "eyJ" at +2. Those bytes are rare in prose, so the scan jumps
+ * from one to the next and tries only the few starts before each. */
+#define SECRET_BACK 6
+
 static void
 det_secrets(const unsigned char *t, size_t n, emit_t *m)
 {
     pk_cache_t pc = { (size_t) -1, 0, 0, 0 };
-    size_t     i, j, k, h;
-    int        p;
+    size_t     i = 0, s, trig, k;
 
-    for (i = 0; i + 1 < n; i++) {
-        unsigned c = t[i];
-
-        if (!(secret_first[c] & secret_second[t[i + 1]])) {
-            continue;
-        }
-        if (c == '-') {
-            /* -----BEGIN [RSA |EC |OPENSSH |ENCRYPTED ]PRIVATE KEY----- */
-            if (n - i < 27 || memcmp(t + i, "-----BEGIN ", 11) != 0) {
-                continue;
-            }
-            for (j = i + 11; j < n && j - i < 72
-                 && (IS_UPPER(t[j]) || IS_DIGIT(t[j]) || t[j] == ' '); j++)
-            {
-            }
-            if (j - (i + 11) < 11 || memcmp(t + j - 11, "PRIVATE KEY", 11) != 0
-                || n - j < 5 || memcmp(t + j, "-----", 5) != 0)
-            {
-                continue;
-            }
-            h = j + 5;
-            k = pk_block_end(t, n, h, &pc);
-            if (!emit(m, i, k)) {
-                return;
-            }
-            i = k - 1;
-            continue;
-        }
-
-        /* cheap prefix tests before the boundary test */
-        switch (c) {
-        case 'e':
-            p = n - i >= 3 && t[i + 1] == 'y' && t[i + 2] == 'J';
+    /* starts below i are done; a start with no trigger within
+     * SECRET_BACK bytes after it cannot be a secret */
+    while (i + 1 < n) {
+        trig = find_any4(t, i, n, '-', '_', 'A', 'J');
+        if (trig == n) {
             break;
-        case 's':
-        case 'r':
-            p = n - i >= 3 && t[i + 1] == 'k'
-                && (t[i + 2] == '-' || t[i + 2] == '_');
-            break;
-        case 'g':
-            p = n - i >= 4 && (t[i + 1] == 'h' || t[i + 1] == 'i'
-                               || t[i + 1] == 'l');
-            break;
-        case 'x':
-            p = n - i >= 4 && t[i + 1] == 'o' && t[i + 2] == 'x';
-            break;
-        default:                                         /* 'A' */
-            p = n - i >= 4 && IS_UPPER(t[i + 1]);
         }
-        if (!p || wb(t, i) || (i > 0 && t[i - 1] == '-')) {
-            continue;
-        }
-
-        if (c == 'A' && n - i >= 20) {
-            for (p = 0; aws_prefixes[p]; p++) {
-                if (memcmp(t + i, aws_prefixes[p], 4) == 0) {
-                    break;
-                }
-            }
-            if (aws_prefixes[p]) {
-                for (j = i + 4;
-                     j < i + 20 && (IS_UPPER(t[j]) || IS_DIGIT(t[j])); j++)
-                {
-                    /* 16 more */
-                }
-                if (j == i + 20 && !wa(t, n, j)) {
-                    if (!emit(m, i, j)) {
-                        return;
-                    }
-                    i = j - 1;
-                    continue;
-                }
-            }
-        }
-
-        if (c == 'e' && n - i >= 3 && t[i + 1] == 'y' && t[i + 2] == 'J') {
-            /* a JWT: three base64url parts, the first "eyJ" ({") */
-            j = key_run(t, n, i);
-            if (j - i >= 10 && j < n && t[j] == '.') {
-                k = key_run(t, n, j + 1);
-                if (k - j - 1 >= 4 && k < n && t[k] == '.') {
-                    k = key_run(t, n, k + 1);
-                    if (!emit(m, i, k)) {
-                        return;
-                    }
-                    i = k - 1;
-                    continue;
-                }
-            }
-        }
-
-        for (p = 0; key_prefixes[p].prefix; p++) {
-            if (n - i > key_prefixes[p].len
-                && memcmp(t + i, key_prefixes[p].prefix, key_prefixes[p].len)
-                   == 0)
-            {
-                j = key_run(t, n, i + key_prefixes[p].len);
-                if (j - i - key_prefixes[p].len >= key_prefixes[p].min) {
-                    if (!emit(m, i, j)) {
-                        return;
-                    }
-                    i = j - 1;
-                }
+        s = trig >= i + SECRET_BACK ? trig - SECRET_BACK : i;
+        for (k = 0; s <= trig && s + 1 < n; s++) {
+            k = secret_at(t, n, s, &pc);
+            if (k != 0) {
                 break;
             }
         }
+        if (k == 0) {
+            i = trig + 1;
+            continue;
+        }
+        if (!emit(m, s, k)) {
+            return;
+        }
+        i = k;
     }
 }
 
@@ -2278,6 +2385,21 @@ ac_hit(const ac_t *ac, const unsigned char *t, size_t n, size_t i,
 }
 
 
+/* from the start state, the next byte that leaves it (n when none) */
+static inline size_t
+ac_skip(const ac_t *ac, const unsigned char *t, size_t i, size_t n)
+{
+    if (ac->nexits) {
+        return find_any4(t, i, n, ac->exits[0], ac->exits[1], ac->exits[2],
+                         ac->exits[3]);
+    }
+    while (i < n && ac->root_stay[t[i]]) {
+        i++;
+    }
+    return i;
+}
+
+
 /* one dependent load per byte: (next row << 1 | has output) */
 static void
 ac_scan(const ac_t *ac, const unsigned char *t, size_t n, emit_t *m)
@@ -2290,13 +2412,8 @@ ac_scan(const ac_t *ac, const unsigned char *t, size_t n, emit_t *m)
         const uint16_t *d = ac->delta16;
 
         for (i = 0; i < n; i++) {
-            if (row == 0) {
-                while (i < n && ac->root_stay[t[i]]) {
-                    i++;
-                }
-                if (i == n) {
-                    break;
-                }
+            if (row == 0 && (i = ac_skip(ac, t, i, n)) == n) {
+                break;
             }
             v = d[row + cls[t[i]]];
             row = v >> 1;
@@ -2307,13 +2424,8 @@ ac_scan(const ac_t *ac, const unsigned char *t, size_t n, emit_t *m)
         return;
     }
     for (i = 0; i < n; i++) {
-        if (row == 0) {
-            while (i < n && ac->root_stay[t[i]]) {
-                i++;
-            }
-            if (i == n) {
-                break;
-            }
+        if (row == 0 && (i = ac_skip(ac, t, i, n)) == n) {
+            break;
         }
         v = (uint32_t) ac->delta[row + cls[t[i]]];
         row = v >> 1;
@@ -2509,7 +2621,8 @@ tp_policy_eval(const tp_policy_set_t *set, tp_prompt_t *p,
             if (n == 0) {
                 break;
             }
-            folded = tp_prompt_folded(p);
+            /* the automaton folds ASCII itself (compile_keywords) */
+            folded = p->non_ascii ? tp_prompt_folded(p) : text;
             if (folded == NULL) {
                 ev.nomem = 1;
                 break;

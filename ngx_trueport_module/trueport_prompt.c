@@ -8,6 +8,10 @@
  * values that hold a redacted span. */
 #include "trueport_prompt.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,12 +380,29 @@ hex4(const unsigned char *p)
 #define ONES  0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
 
-/* bytes a string holds as they are, eight at a time while none is ", \,
- * a control character or non-ASCII */
+/* bytes a string holds as they are, sixteen at a time with SSE2 (else
+ * eight) while none is ", \, a control character or non-ASCII */
 static const unsigned char *
 skip_plain(const unsigned char *p, const unsigned char *end)
 {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#if defined(__SSE2__)
+    __m128i  x, bad;
+    unsigned bits;
+
+    while (end - p >= 16) {
+        x = _mm_loadu_si128((const __m128i *) p);
+        /* signed: bytes >= 0x80 are negative, so below 0x20 too */
+        bad = _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)),
+                           _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                                        _mm_cmpeq_epi8(x,
+                                                       _mm_set1_epi8('\\'))));
+        bits = (unsigned) _mm_movemask_epi8(bad);
+        if (bits) {
+            return p + __builtin_ctz(bits);
+        }
+        p += 16;
+    }
+#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     uint64_t x, q, b;
 
     while (end - p >= 8) {
@@ -743,80 +764,84 @@ enum {
     L_MAXTOK
 };
 
-#define P_OA  ((1 << TP_OPENAI) | (1 << TP_AZURE))
-#define P_AN  (1 << TP_ANTHROPIC)
-#define P_GG  (1 << TP_GOOGLE)
-
 typedef struct {
-    uint8_t     providers;
-    uint8_t     parent;
+    uint8_t     parent;      /* S_NONE: the end of the table */
     const char *key;         /* NULL: an element of an array */
     uint8_t     child;       /* when the value is an object or array */
     uint8_t     leaf;        /* when it is a string or number */
 } path_rule_t;
 
-static const path_rule_t paths[] = {
-    /* OpenAI and Azure: chat, completions, embeddings, responses */
-    { P_OA, S_ROOT, "messages", S_MSGS, L_NONE },
-    { P_OA, S_MSGS, NULL, S_MSG, L_NONE },
-    { P_OA, S_MSG, "content", S_PARTS, L_TEXT },
-    { P_OA, S_PARTS, NULL, S_PART, L_TEXT },
-    { P_OA, S_PART, "text", S_NONE, L_PART },
-    { P_OA, S_MSG, "tool_calls", S_TCALLS, L_NONE },
-    { P_OA, S_TCALLS, NULL, S_TCALL, L_NONE },
-    { P_OA, S_TCALL, "function", S_FUNC, L_NONE },
-    { P_OA, S_MSG, "function_call", S_FUNC, L_NONE },
-    { P_OA, S_FUNC, "arguments", S_NONE, L_TEXT },
-    { P_OA, S_MSG, "arguments", S_NONE, L_TEXT },
-    { P_OA, S_MSG, "output", S_PARTS, L_TEXT },
-    { P_OA, S_ROOT, "prompt", S_PROMPTS, L_TEXT },
-    { P_OA, S_PROMPTS, NULL, S_NONE, L_TEXT },
-    { P_OA, S_ROOT, "input", S_INPUTS, L_TEXT },
-    { P_OA, S_INPUTS, NULL, S_MSG, L_TEXT },
-    { P_OA, S_ROOT, "instructions", S_NONE, L_TEXT },
-    { P_OA, S_ROOT, "max_tokens", S_NONE, L_MAXTOK },
-    { P_OA, S_ROOT, "max_completion_tokens", S_NONE, L_MAXTOK },
-    { P_OA, S_ROOT, "max_output_tokens", S_NONE, L_MAXTOK },
+/* one table per provider, so a key is looked up among its own paths only */
 
-    /* Anthropic messages (and the legacy completions prompt) */
-    { P_AN, S_ROOT, "system", S_BLOCKS, L_TEXT },
-    { P_AN, S_ROOT, "messages", S_MSGS, L_NONE },
-    { P_AN, S_MSGS, NULL, S_MSG, L_NONE },
-    { P_AN, S_MSG, "content", S_BLOCKS, L_TEXT },
-    { P_AN, S_BLOCKS, NULL, S_BLOCK, L_TEXT },
-    { P_AN, S_BLOCK, "text", S_NONE, L_PART },
-    { P_AN, S_BLOCK, "content", S_BLOCKS, L_TEXT },        /* tool_result */
-    { P_AN, S_BLOCK, "input", S_ANY, L_TEXT },             /* tool_use */
-    { P_AN, S_ROOT, "prompt", S_NONE, L_TEXT },
-    { P_AN, S_ROOT, "max_tokens", S_NONE, L_MAXTOK },
-    { P_AN, S_ROOT, "max_tokens_to_sample", S_NONE, L_MAXTOK },
+/* OpenAI and Azure: chat, completions, embeddings, responses */
+static const path_rule_t openai_paths[] = {
+    { S_ROOT, "messages", S_MSGS, L_NONE },
+    { S_MSGS, NULL, S_MSG, L_NONE },
+    { S_MSG, "content", S_PARTS, L_TEXT },
+    { S_PARTS, NULL, S_PART, L_TEXT },
+    { S_PART, "text", S_NONE, L_PART },
+    { S_MSG, "tool_calls", S_TCALLS, L_NONE },
+    { S_TCALLS, NULL, S_TCALL, L_NONE },
+    { S_TCALL, "function", S_FUNC, L_NONE },
+    { S_MSG, "function_call", S_FUNC, L_NONE },
+    { S_FUNC, "arguments", S_NONE, L_TEXT },
+    { S_MSG, "arguments", S_NONE, L_TEXT },
+    { S_MSG, "output", S_PARTS, L_TEXT },
+    { S_ROOT, "prompt", S_PROMPTS, L_TEXT },
+    { S_PROMPTS, NULL, S_NONE, L_TEXT },
+    { S_ROOT, "input", S_INPUTS, L_TEXT },
+    { S_INPUTS, NULL, S_MSG, L_TEXT },
+    { S_ROOT, "instructions", S_NONE, L_TEXT },
+    { S_ROOT, "max_tokens", S_NONE, L_MAXTOK },
+    { S_ROOT, "max_completion_tokens", S_NONE, L_MAXTOK },
+    { S_ROOT, "max_output_tokens", S_NONE, L_MAXTOK },
+    { S_ROOT, "model", S_NONE, L_MODEL },
+    { S_NONE, NULL, 0, 0 }
+};
 
-    /* Gemini: generateContent, countTokens, embedContent, batch embeds */
-    { P_GG, S_ROOT, "contents", S_GCONTENTS, L_NONE },
-    { P_GG, S_GCONTENTS, NULL, S_GCONTENT, L_NONE },
-    { P_GG, S_ROOT, "systemInstruction", S_GCONTENT, L_TEXT },
-    { P_GG, S_ROOT, "system_instruction", S_GCONTENT, L_TEXT },
-    { P_GG, S_ROOT, "content", S_GCONTENT, L_NONE },
-    { P_GG, S_ROOT, "requests", S_GREQS, L_NONE },
-    { P_GG, S_GREQS, NULL, S_GREQ, L_NONE },
-    { P_GG, S_GREQ, "content", S_GCONTENT, L_NONE },
-    { P_GG, S_GREQ, "contents", S_GCONTENTS, L_NONE },
-    { P_GG, S_GCONTENT, "parts", S_GPARTS, L_NONE },
-    { P_GG, S_GPARTS, NULL, S_GPART, L_NONE },
-    { P_GG, S_GPART, "text", S_NONE, L_PART },
-    { P_GG, S_GPART, "functionCall", S_GFC, L_NONE },
-    { P_GG, S_GPART, "function_call", S_GFC, L_NONE },
-    { P_GG, S_GFC, "args", S_ANY, L_TEXT },
-    { P_GG, S_GPART, "functionResponse", S_GFR, L_NONE },
-    { P_GG, S_GPART, "function_response", S_GFR, L_NONE },
-    { P_GG, S_GFR, "response", S_ANY, L_TEXT },
-    { P_GG, S_ROOT, "generationConfig", S_GENCFG, L_NONE },
-    { P_GG, S_ROOT, "generation_config", S_GENCFG, L_NONE },
-    { P_GG, S_GENCFG, "maxOutputTokens", S_NONE, L_MAXTOK },
-    { P_GG, S_GENCFG, "max_output_tokens", S_NONE, L_MAXTOK },
+/* Anthropic messages (and the legacy completions prompt) */
+static const path_rule_t anthropic_paths[] = {
+    { S_ROOT, "system", S_BLOCKS, L_TEXT },
+    { S_ROOT, "messages", S_MSGS, L_NONE },
+    { S_MSGS, NULL, S_MSG, L_NONE },
+    { S_MSG, "content", S_BLOCKS, L_TEXT },
+    { S_BLOCKS, NULL, S_BLOCK, L_TEXT },
+    { S_BLOCK, "text", S_NONE, L_PART },
+    { S_BLOCK, "content", S_BLOCKS, L_TEXT },            /* tool_result */
+    { S_BLOCK, "input", S_ANY, L_TEXT },                 /* tool_use */
+    { S_ROOT, "prompt", S_NONE, L_TEXT },
+    { S_ROOT, "max_tokens", S_NONE, L_MAXTOK },
+    { S_ROOT, "max_tokens_to_sample", S_NONE, L_MAXTOK },
+    { S_ROOT, "model", S_NONE, L_MODEL },
+    { S_NONE, NULL, 0, 0 }
+};
 
-    { P_OA | P_AN | P_GG, S_ROOT, "model", S_NONE, L_MODEL },
-    { 0, 0, NULL, 0, 0 }
+/* Gemini: generateContent, countTokens, embedContent, batch embeds */
+static const path_rule_t google_paths[] = {
+    { S_ROOT, "contents", S_GCONTENTS, L_NONE },
+    { S_GCONTENTS, NULL, S_GCONTENT, L_NONE },
+    { S_ROOT, "systemInstruction", S_GCONTENT, L_TEXT },
+    { S_ROOT, "system_instruction", S_GCONTENT, L_TEXT },
+    { S_ROOT, "content", S_GCONTENT, L_NONE },
+    { S_ROOT, "requests", S_GREQS, L_NONE },
+    { S_GREQS, NULL, S_GREQ, L_NONE },
+    { S_GREQ, "content", S_GCONTENT, L_NONE },
+    { S_GREQ, "contents", S_GCONTENTS, L_NONE },
+    { S_GCONTENT, "parts", S_GPARTS, L_NONE },
+    { S_GPARTS, NULL, S_GPART, L_NONE },
+    { S_GPART, "text", S_NONE, L_PART },
+    { S_GPART, "functionCall", S_GFC, L_NONE },
+    { S_GPART, "function_call", S_GFC, L_NONE },
+    { S_GFC, "args", S_ANY, L_TEXT },
+    { S_GPART, "functionResponse", S_GFR, L_NONE },
+    { S_GPART, "function_response", S_GFR, L_NONE },
+    { S_GFR, "response", S_ANY, L_TEXT },
+    { S_ROOT, "generationConfig", S_GENCFG, L_NONE },
+    { S_ROOT, "generation_config", S_GENCFG, L_NONE },
+    { S_GENCFG, "maxOutputTokens", S_NONE, L_MAXTOK },
+    { S_GENCFG, "max_output_tokens", S_NONE, L_MAXTOK },
+    { S_ROOT, "model", S_NONE, L_MODEL },
+    { S_NONE, NULL, 0, 0 }
 };
 
 typedef struct {
@@ -826,21 +851,35 @@ typedef struct {
 } frame_t;
 
 typedef struct {
-    tp_prompt_t *p;
-    unsigned     pmask;
-    frame_t      st[TP_JSON_MAX_DEPTH];
-    int          depth;
-    uint8_t      pend_state, pend_leaf;     /* the next value of an object */
-    uint32_t     arr_ids;
-    uint32_t     last_join;                 /* of the last segment, 0 none */
-    size_t       text_cap;
-    int          root_done;
-    char        *err;
-    size_t       errlen;
+    tp_prompt_t       *p;
+    const path_rule_t *paths;               /* the provider's table */
+    frame_t            st[TP_JSON_MAX_DEPTH];
+    int                depth;
+    uint8_t            pend_state, pend_leaf;   /* the next value of an
+                                                   object */
+    uint32_t           arr_ids;
+    uint32_t           last_join;           /* of the last segment, 0 none */
+    size_t             text_cap;
+    int                root_done;
+    char              *err;
+    size_t             errlen;
 } ex_t;
 
 #define EX_EMALFORMED  (-10)
 #define EX_ENOMEM      (-11)
+
+
+/* k (NUL-ended) is the klen bytes of key; most keys differ at once */
+static int
+key_is(const char *k, const unsigned char *key, size_t klen)
+{
+    size_t i;
+
+    for (i = 0; i < klen && k[i] != '\0' && k[i] == (char) key[i]; i++) {
+        /* void */
+    }
+    return i == klen && k[i] == '\0';
+}
 
 
 static void
@@ -859,13 +898,12 @@ lookup(ex_t *x, uint8_t parent, const unsigned char *key, size_t klen,
         *leaf = L_TEXT;
         return;
     }
-    for (r = paths; r->providers; r++) {
-        if (!(r->providers & x->pmask) || r->parent != parent) {
+    for (r = x->paths; r->parent != S_NONE; r++) {
+        if (r->parent != parent) {
             continue;
         }
         if (key == NULL ? r->key == NULL
-            : r->key != NULL && strlen(r->key) == klen
-              && memcmp(r->key, key, klen) == 0)
+            : r->key != NULL && key_is(r->key, key, klen))
         {
             *child = r->child;
             *leaf = r->leaf;
@@ -970,15 +1008,57 @@ ex_key(void *ctx, const unsigned char *raw, size_t len, int escaped)
 }
 
 
+/* code points in t[0..n) of valid UTF-8: the bytes but continuation bytes
+ * (10xxxxxx), counted sixteen (SSE2) or eight at a time; *non_ascii is set
+ * when a byte is */
+static size_t
+utf8_count(const unsigned char *t, size_t n, int *non_ascii)
+{
+    size_t   i = 0, cont = 0;
+    uint64_t x, any = 0;
+
+#if defined(__SSE2__)
+    __m128i  v;
+    unsigned high;
+
+    for (; n - i >= 16; i += 16) {
+        v = _mm_loadu_si128((const __m128i *) (t + i));
+        high = (unsigned) _mm_movemask_epi8(v);
+        if (high == 0) {
+            continue;                                /* all ASCII */
+        }
+        any = HIGHS;
+        /* signed: 0x80..0xbf are -128..-65, below 0xc0 (-64) */
+        cont += __builtin_popcount((unsigned) _mm_movemask_epi8(
+                    _mm_cmplt_epi8(v, _mm_set1_epi8((char) 0xc0))));
+    }
+#endif
+    for (; n - i >= 8; i += 8) {
+        memcpy(&x, t + i, 8);
+        any |= x;
+        /* bit 7 set and bit 6 clear, as 0/1 per byte, summed by the
+         * multiply into the top byte (at most 8, no carry) */
+        cont += ((x & ~(x << 1) & HIGHS) >> 7) * ONES >> 56;
+    }
+    for (; i < n; i++) {
+        any |= t[i];
+        cont += (t[i] & 0xc0) == 0x80;
+    }
+    if (any & HIGHS) {
+        *non_ascii = 1;
+    }
+    return n - cont;
+}
+
+
 static int
 add_segment(ex_t *x, const unsigned char *raw, size_t len, int escaped,
             uint32_t join)
 {
     tp_prompt_t         *p = x->p;
     tp_segment_t        *s;
-    size_t               off, n, i, chars;
+    size_t               off, n;
     int                  sep;
-    const unsigned char *t;
 
     if (len == 0) {
         return 0;
@@ -1017,13 +1097,7 @@ add_segment(ex_t *x, const unsigned char *raw, size_t len, int escaped,
         memcpy(p->text + off, raw, len);
         n = len;
     }
-    /* a local count: through p the compiler must assume the text bytes
-     * alias p->chars, and stores it at every byte */
-    t = p->text + off;
-    for (i = 0, chars = 0; i < n; i++) {
-        chars += (t[i] & 0xc0) != 0x80;
-    }
-    p->chars += chars;
+    p->chars += utf8_count(p->text + off, n, &p->non_ascii);
     p->text_len = off + n;
 
     if (p->nsegs == p->segs_cap) {
@@ -1096,6 +1170,7 @@ ex_number(void *ctx, const unsigned char *raw, size_t len)
     char      buf[64];
     double    d;
     int64_t   v;
+    size_t    i;
 
     if (x->depth == 0) {
         return ex_fail(x, "the request body must be a JSON object");
@@ -1104,7 +1179,16 @@ ex_number(void *ctx, const unsigned char *raw, size_t len)
     if (leaf != L_MAXTOK || raw[0] == '-') {
         return 0;
     }
-    if (len >= sizeof(buf)) {
+    /* the usual plain integer: up to 15 digits are exact in a double, so
+     * this is what strtod() would give */
+    for (i = 0, v = 0; i < len && i < 16 && raw[i] >= '0' && raw[i] <= '9';
+         i++)
+    {
+        v = v * 10 + (raw[i] - '0');
+    }
+    if (i == len && len <= 15) {
+        /* v is the value */
+    } else if (len >= sizeof(buf)) {
         v = INT64_MAX;
     } else {
         memcpy(buf, raw, len);
@@ -1187,7 +1271,8 @@ tp_prompt_parse(const tp_alloc_t *a, int provider, const unsigned char *body,
         goto nomem;
     }
     x->p = p;
-    x->pmask = 1u << provider;
+    x->paths = provider == TP_ANTHROPIC ? anthropic_paths
+               : provider == TP_GOOGLE ? google_paths : openai_paths;
     x->err = err;
     x->errlen = errlen;
 

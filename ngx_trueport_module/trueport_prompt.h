@@ -119,6 +119,7 @@ typedef struct tp_prompt_s {
     size_t                text_len;
     unsigned char        *folded;        /* case-folded text, lazily */
     size_t                chars;         /* code points in the segments */
+    int                   non_ascii;     /* a text byte is >= 0x80 */
 
     tp_segment_t         *segs;
     size_t                nsegs, segs_cap;

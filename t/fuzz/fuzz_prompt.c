@@ -146,6 +146,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
     }
+    /* chars and non_ascii (counted a word at a time) against the bytes */
+    {
+        size_t cps = 0, k;
+        int    high = 0;
+
+        for (i = 0; i < p->nsegs; i++) {
+            for (k = p->segs[i].text_off; k < p->segs[i].text_off + p->segs[i].text_len; k++) {
+                cps += (p->text[k] & 0xc0) != 0x80;
+                high |= p->text[k] >= 0x80;
+            }
+        }
+        if (cps != p->chars || high != p->non_ascii) {
+            abort();
+        }
+    }
 
     if (tp_policy_eval(set, p, &ctx, &r) != 0) {
         abort();

@@ -360,6 +360,12 @@ static const struct det_case positives[] = {
       "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "eyJ****\xe2\x80\xa6sR8U" },
     { "secrets", "here:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7bq9\nx/y+z==\n-----END RSA PRIVATE KEY-----\nthanks",
       "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7bq9\nx/y+z==\n-----END RSA PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----****\xe2\x80\xa6" },
+    /* the scan jumps to '-', '_', 'A' or 'J' and looks back: keys whose
+     * first such byte is farthest from their start, at both ends of the text */
+    { "secrets", "github_pat_11ABCDEFG0abcdefghijklmnopqrstuvwxyz", "github_pat_11ABCDEFG0abcdefghijklmnopqrstuvwxyz",
+      "github_pat_****\xe2\x80\xa6wxyz" },
+    { "secrets", "ci: glpat-abcdefghij0123456789xy", "glpat-abcdefghij0123456789xy", "glpat-****\xe2\x80\xa6" "89xy" },
+    { "secrets", "slack xoxb-1234567890-abcdefghij", "xoxb-1234567890-abcdefghij", "xoxb-****\xe2\x80\xa6ghij" },
     { "secrets", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n(truncated)",
       "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n", "-----BEGIN OPENSSH PRIVATE KEY-----****\xe2\x80\xa6" },
     { NULL, NULL, NULL, NULL }
