@@ -7,6 +7,7 @@
  * detector as one linear pass over the prompt's text; only regexes can be
  * costly, and they run under PCRE2's limits and a time budget. */
 #include "trueport_policy.h"
+#include "trueport_scan.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -56,7 +57,7 @@ typedef struct {
     uint8_t   root_stay[256];    /* from the start state this byte leads
                                     back to it: skip it without the table */
     uint8_t   exits[4];          /* the bytes that do not, when at most 4 */
-    uint32_t  nexits;            /*   (else 0): found by find_any4() */
+    uint32_t  nexits;            /*   (else 0): found by tp_find_any4() */
     int32_t  *out;               /* keyword ending in this state, or -1 */
     int32_t  *dict;              /* next state with an output on the
                                     failure chain, or -1 */
@@ -1921,58 +1922,6 @@ secret_at(const unsigned char *t, size_t n, size_t i, pk_cache_t *pc)
 }
 
 
-/* The first byte at or after i that is a, b, c or d (n when none): sixteen
- * bytes at a time with SSE2, else eight with the zero-byte trick, for the
- * scans that look for a few rare bytes. */
-static inline size_t
-find_any4(const unsigned char *t, size_t i, size_t n, unsigned a, unsigned b,
-          unsigned c, unsigned d)
-{
-#if defined(__SSE2__)
-    __m128i  va = _mm_set1_epi8((char) a), vb = _mm_set1_epi8((char) b),
-             vc = _mm_set1_epi8((char) c), vd = _mm_set1_epi8((char) d), x;
-    unsigned bits;
-
-    while (i + 16 <= n) {
-        x = _mm_loadu_si128((const __m128i *) (t + i));
-        bits = (unsigned) _mm_movemask_epi8(
-                   _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, va),
-                                             _mm_cmpeq_epi8(x, vb)),
-                                _mm_or_si128(_mm_cmpeq_epi8(x, vc),
-                                             _mm_cmpeq_epi8(x, vd))));
-        if (bits) {
-            return i + __builtin_ctz(bits);
-        }
-        i += 16;
-    }
-#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint64_t x, xa, xb, xc, xd, m;
-
-    while (i + 8 <= n) {
-        memcpy(&x, t + i, 8);
-        xa = x ^ (0x0101010101010101ULL * a);
-        xb = x ^ (0x0101010101010101ULL * b);
-        xc = x ^ (0x0101010101010101ULL * c);
-        xd = x ^ (0x0101010101010101ULL * d);
-        /* a zero byte in any of them; the lowest flag is exact */
-        m = ((xa - 0x0101010101010101ULL) & ~xa)
-            | ((xb - 0x0101010101010101ULL) & ~xb)
-            | ((xc - 0x0101010101010101ULL) & ~xc)
-            | ((xd - 0x0101010101010101ULL) & ~xd);
-        m &= 0x8080808080808080ULL;
-        if (m) {
-            return i + (__builtin_ctzll(m) >> 3);
-        }
-        i += 8;
-    }
-#endif
-    while (i < n && t[i] != a && t[i] != b && t[i] != c && t[i] != d) {
-        i++;
-    }
-    return i;
-}
-
-
 /* Every secret holds one of '-', '_', 'A', 'J' at most SECRET_BACK bytes
  * from its start: "-----BEGIN", "sk-" / "sk_" / "rk_" at +2, "gh?_" at +3,
  * "xox?-" at +4, "glpat-" at +5, "github_pat_" at +6, "A..." at 0 (AWS,
@@ -1989,7 +1938,7 @@ det_secrets(const unsigned char *t, size_t n, emit_t *m)
     /* starts below i are done; a start with no trigger within
      * SECRET_BACK bytes after it cannot be a secret */
     while (i + 1 < n) {
-        trig = find_any4(t, i, n, '-', '_', 'A', 'J');
+        trig = tp_find_any4(t, i, n, '-', '_', 'A', 'J');
         if (trig == n) {
             break;
         }
@@ -2390,8 +2339,8 @@ static inline size_t
 ac_skip(const ac_t *ac, const unsigned char *t, size_t i, size_t n)
 {
     if (ac->nexits) {
-        return find_any4(t, i, n, ac->exits[0], ac->exits[1], ac->exits[2],
-                         ac->exits[3]);
+        return tp_find_any4(t, i, n, ac->exits[0], ac->exits[1],
+                            ac->exits[2], ac->exits[3]);
     }
     while (i < n && ac->root_stay[t[i]]) {
         i++;

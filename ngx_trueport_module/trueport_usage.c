@@ -15,6 +15,7 @@
 #endif
 
 #include "trueport_usage.h"
+#include "trueport_scan.h"
 
 #include <string.h>
 #include <zlib.h>
@@ -495,6 +496,15 @@ j_string_start(tp_usage_t *u, int key)
 }
 
 
+/* the bytes of a string before its next quote or backslash (all of them
+ * when the buffer ends first): long texts go by sixteen bytes at a time */
+static inline size_t
+j_plain(const unsigned char *p, const unsigned char *end)
+{
+    return tp_find_any4(p, 0, (size_t) (end - p), '"', '\\', '"', '\\');
+}
+
+
 /* 0, or -1: not a JSON document */
 static int
 j_feed(tp_usage_t *u, const unsigned char *p, size_t n)
@@ -510,29 +520,23 @@ j_feed(tp_usage_t *u, const unsigned char *p, size_t n)
         switch (u->j_state) {
 
         case J_STRING:
-            /* the hot loop: the text of a reply is skipped or kept as is */
-            if (u->j_capture) {
-                unsigned char *d = u->j_dst;
-                size_t         dl = u->j_dst_len, cap = u->j_dst_cap;
+            /* the hot loop: the text of a reply is skipped or kept as is,
+             * up to the next quote or backslash */
+            {
+                size_t run = j_plain(p, end);
 
-                while (c != '"' && c != '\\') {
-                    if (dl < cap) {
-                        d[dl++] = c;
-                    }
-                    if (++p == end) {
-                        u->j_dst_len = dl;
-                        return 0;
-                    }
-                    c = *p;
+                if (u->j_capture && u->j_dst_len < u->j_dst_cap) {
+                    size_t room = u->j_dst_cap - u->j_dst_len;
+
+                    memcpy(u->j_dst + u->j_dst_len, p,
+                                  run < room ? run : room);
+                    u->j_dst_len += run < room ? run : room;
                 }
-                u->j_dst_len = dl;
-            } else {
-                while (c != '"' && c != '\\') {
-                    if (++p == end) {
-                        return 0;
-                    }
-                    c = *p;
+                p += run;
+                if (p == end) {
+                    return 0;
                 }
+                c = *p;
             }
             p++;
             if (c == '\\') {
@@ -605,6 +609,12 @@ j_feed(tp_usage_t *u, const unsigned char *p, size_t n)
                 int      str = u->j_skip_str, esc = u->j_skip_esc;
 
                 for ( /* void */ ; p < end; p++) {
+                    if (str && !esc) {
+                        p += j_plain(p, end);
+                        if (p == end) {
+                            break;
+                        }
+                    }
                     c = *p;
                     if (str) {
                         if (esc) {
