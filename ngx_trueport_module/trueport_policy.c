@@ -1090,11 +1090,13 @@ libc_free(void *ctx, void *p)
 }
 
 
+const tp_alloc_t tp_alloc_libc = { libc_alloc, libc_realloc, libc_free, NULL };
+
+
 int
 tp_policy_validate_rule(const char *json, size_t len, char *err,
                         size_t errlen)
 {
-    static const tp_alloc_t a = { libc_alloc, libc_realloc, libc_free, NULL };
     tp_policy_set_t        *set;
     jv_t                   *root;
     rule_t                  r;
@@ -1102,7 +1104,7 @@ tp_policy_validate_rule(const char *json, size_t len, char *err,
     int                     rc;
 
     set_err(err, errlen, "%s", "");
-    set = set_new(&a);
+    set = set_new(&tp_alloc_libc);
     if (set == NULL) {
         set_err(err, errlen, "out of memory");
         return -1;

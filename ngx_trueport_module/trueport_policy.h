@@ -127,6 +127,10 @@ tp_policy_set_t *tp_policy_compile(const tp_alloc_t *a, const char *json,
                                    size_t len, char *err, size_t errlen);
 void tp_policy_destroy(tp_policy_set_t *set);
 
+/* malloc, realloc and free, for callers outside nginx (the sidecar, the
+ * tools) */
+extern const tp_alloc_t tp_alloc_libc;
+
 /* Validates one rule object for the sidecar (0, or -1 and a reason such as
  * "config.patterns[1]: missing closing parenthesis at offset 4"). The id
  * is optional here. Uses malloc for the time of the call. */

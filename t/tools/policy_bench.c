@@ -12,33 +12,6 @@
 #include <time.h>
 
 
-static void *
-m_alloc(void *c, size_t n)
-{
-    (void) c;
-    return malloc(n);
-}
-
-
-static void *
-m_realloc(void *c, void *p, size_t n)
-{
-    (void) c;
-    return realloc(p, n);
-}
-
-
-static void
-m_free(void *c, void *p)
-{
-    (void) c;
-    free(p);
-}
-
-
-static const tp_alloc_t A = { m_alloc, m_realloc, m_free, NULL };
-
-
 /* the rules as the sidecar serves them for scenario b (bench/gateway.sh) */
 static char *
 rules_json(void)
@@ -149,7 +122,8 @@ main(int argc, char **argv)
         return 2;
     }
     rules = rules_json();
-    set = tp_policy_compile(&A, rules, strlen(rules), err, sizeof(err));
+    set = tp_policy_compile(&tp_alloc_libc, rules, strlen(rules), err,
+                            sizeof(err));
     if (set == NULL) {
         fprintf(stderr, "policy-bench: %s\n", err);
         return 1;
@@ -157,8 +131,9 @@ main(int argc, char **argv)
 
     for (i = 0; i < n; i++) {
         t0 = now_ns();
-        if (tp_prompt_parse(&A, TP_OPENAI, (const unsigned char *) body, blen,
-                            NULL, 0, &p, err, sizeof(err)) != TP_PROMPT_OK)
+        if (tp_prompt_parse(&tp_alloc_libc, TP_OPENAI,
+                            (const unsigned char *) body, blen, NULL, 0, &p,
+                            err, sizeof(err)) != TP_PROMPT_OK)
         {
             fprintf(stderr, "policy-bench: %s\n", err);
             return 1;

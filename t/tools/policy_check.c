@@ -17,33 +17,6 @@
 #define MAX_INPUT (64u * 1024 * 1024)
 
 
-static void *
-m_alloc(void *c, size_t n)
-{
-    (void) c;
-    return malloc(n);
-}
-
-
-static void *
-m_realloc(void *c, void *p, size_t n)
-{
-    (void) c;
-    return realloc(p, n);
-}
-
-
-static void
-m_free(void *c, void *p)
-{
-    (void) c;
-    free(p);
-}
-
-
-static const tp_alloc_t A = { m_alloc, m_realloc, m_free, NULL };
-
-
 static char *
 read_all(FILE *f, size_t *len)
 {
@@ -137,7 +110,7 @@ main(int argc, char **argv)
         fprintf(stderr, "policy-check: cannot read the rules\n");
         return 2;
     }
-    set = tp_policy_compile(&A, json, len, err, sizeof(err));
+    set = tp_policy_compile(&tp_alloc_libc, json, len, err, sizeof(err));
     if (set == NULL) {
         printf("error %s\n", err);
         free(json);
@@ -151,7 +124,8 @@ main(int argc, char **argv)
 
     body = chat_body(argv[optind], &blen);
     if (body == NULL
-        || tp_prompt_parse(&A, ctx.provider < 0 ? TP_OPENAI : ctx.provider,
+        || tp_prompt_parse(&tp_alloc_libc,
+                           ctx.provider < 0 ? TP_OPENAI : ctx.provider,
                            (const unsigned char *) body, blen, NULL, 0,
                            &prompt, err, sizeof(err)) != TP_PROMPT_OK)
     {
