@@ -528,9 +528,11 @@ j_feed(tp_usage_t *u, const unsigned char *p, size_t n)
                 if (u->j_capture && u->j_dst_len < u->j_dst_cap) {
                     size_t room = u->j_dst_cap - u->j_dst_len;
 
-                    memcpy(u->j_dst + u->j_dst_len, p,
-                                  run < room ? run : room);
-                    u->j_dst_len += run < room ? run : room;
+                    if (run < room) {
+                        room = run;
+                    }
+                    memcpy(u->j_dst + u->j_dst_len, p, room);
+                    u->j_dst_len += room;
                 }
                 p += run;
                 if (p == end) {

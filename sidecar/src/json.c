@@ -201,32 +201,28 @@ static const unsigned char jw_must_escape[256] = {
 };
 
 
-/* One reservation for the worst case (every byte as \u00XX), then a
- * single pass that stores each byte: list pages write thousands of short
- * strings, where copying runs with memcpy cost more than it saved. */
-#define ONES  0x0101010101010101ULL
+#define ONES        0x0101010101010101ULL
+#define JW_CHUNK    4096          /* bytes escaped per reservation */
 
-static void
-jw_escape(jw_t *w, const char *s, size_t n)
+/* Escapes n bytes at p, which has room for 6 * n (every byte as \u00XX),
+ * and returns the end. Plain bytes go eight at a time (SWAR): list pages
+ * write thousands of short strings, where copying runs with memcpy cost
+ * more than it saved. */
+static unsigned char *
+jw_escape_run(unsigned char *p, const unsigned char *src, size_t n)
 {
-    static const char    hex[] = "0123456789abcdef";
-    static const char    short_esc[256] = {
+    static const char hex[] = "0123456789abcdef";
+    static const char short_esc[256] = {
         ['"'] = '"', ['\\'] = '\\', ['\n'] = 'n', ['\r'] = 'r',
         ['\t'] = 't', ['\b'] = 'b', ['\f'] = 'f',
     };
-    const unsigned char *src = (const unsigned char *) s;
-    unsigned char       *p;
-    size_t               i;
+    size_t            i;
 
-    jw_reserve(w, 6 * n + 2);
-    p = (unsigned char *) w->buf + w->len;
-
-    *p++ = '"';
     for (i = 0; i < n; i++) {
         unsigned char c;
 
-        /* eight plain bytes at a time (SWAR): none below 0x20, no '"' and
-         * no '\\' (bytes from 0x80 up are UTF-8, copied as they are) */
+        /* none below 0x20, no '"' and no '\\' in the next eight (bytes
+         * from 0x80 up are UTF-8, copied as they are) */
         while (n - i >= 8) {
             uint64_t x, q, b;
 
@@ -261,10 +257,29 @@ jw_escape(jw_t *w, const char *s, size_t n)
             p += 5;
         }
     }
-    *p++ = '"';
+    return p;
+}
 
-    w->len = (size_t) ((char *) p - w->buf);
-    w->buf[w->len] = '\0';
+
+/* a quoted JSON string; the room reserved is bounded by JW_CHUNK, not by
+ * six times the whole input */
+static void
+jw_escape(jw_t *w, const char *s, size_t n)
+{
+    const unsigned char *src = (const unsigned char *) s;
+    unsigned char       *p;
+    size_t               k;
+
+    jw_put(w, "\"", 1);
+    while (n > 0) {
+        k = n < JW_CHUNK ? n : JW_CHUNK;
+        jw_reserve(w, 6 * k);
+        p = jw_escape_run((unsigned char *) w->buf + w->len, src, k);
+        w->len = (size_t) ((char *) p - w->buf);
+        src += k;
+        n -= k;
+    }
+    jw_put(w, "\"", 1);
 }
 
 

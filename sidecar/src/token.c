@@ -3,6 +3,7 @@
 
 #include <jwt.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,30 @@ typedef struct {
 
 static __thread token_slot_t  token_cache[TOKEN_CACHE_SLOTS];
 
+/* frees a worker thread's copies when the thread exits */
+static pthread_key_t   token_key;
+static pthread_once_t  token_key_once = PTHREAD_ONCE_INIT;
+
+
+static void
+token_cache_free(void *cache)
+{
+    token_slot_t *slots = cache;
+    size_t        i;
+
+    for (i = 0; i < TOKEN_CACHE_SLOTS; i++) {
+        free(slots[i].token);
+        slots[i].token = NULL;
+    }
+}
+
+
+static void
+token_key_create(void)
+{
+    (void) pthread_key_create(&token_key, token_cache_free);
+}
+
 
 /* the slot of a token: its last bytes are signature, as good as random */
 static token_slot_t *
@@ -115,6 +140,10 @@ token_remember(token_slot_t *slot, const char *secret, const char *token,
     }
     memcpy(copy, token, len);
     memcpy(copy + len, secret, slen);
+    if (slot->token == NULL) {
+        pthread_once(&token_key_once, token_key_create);
+        (void) pthread_setspecific(token_key, token_cache);
+    }
     free(slot->token);
     slot->token = copy;
     slot->len = len;

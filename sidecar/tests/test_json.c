@@ -148,6 +148,28 @@ test_escape_differential(void)
     }
     ok(!bad, "json: the writer escapes exactly as the byte-by-byte reference"
              " (20,000 random strings)");
+
+    /* longer than the writer's 4,096-byte reservation step, with escapes
+     * on both sides of each step */
+    {
+        static unsigned char big[10000];
+        static char          bigwant[10000 * 6 + 8];
+
+        memset(big, 'x', sizeof(big));
+        big[0] = '"';
+        big[4095] = 0x01;
+        big[4096] = '\\';
+        big[8191] = '\n';
+        big[8192] = 0x1f;
+        big[9999] = '"';
+        wlen = ref_escape(big, sizeof(big), bigwant);
+        jw_init(&w);
+        jw_strn(&w, (const char *) big, sizeof(big));
+        ok(w.len == wlen && memcmp(w.buf, bigwant, wlen) == 0
+           && w.buf[w.len] == '\0',
+           "json: a 10,000-byte string escapes across reservation steps");
+        jw_free(&w);
+    }
 }
 
 
