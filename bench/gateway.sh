@@ -45,8 +45,9 @@
 # the "live" scenario), BENCH_WORKERS (cores - 1), BENCH_ZONE (64m), BENCH_PERF (a
 # folder: `perf record -g` of each nginx's workers during the last pair,
 # perf-<scenario>-<baseline|gateway>.data, for `perf report -i`; with
-# BENCH_PERF_STAT=1 `perf stat -e task-clock` instead: the workers' CPU
-# time per request, in stat-<scenario>-<baseline|gateway>.txt).
+# BENCH_PERF_STAT=1 `perf stat -e task-clock -e raw_syscalls:sys_enter`
+# instead: the workers' CPU time and system calls per request, in
+# stat-<scenario>-<baseline|gateway>.txt).
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
@@ -465,7 +466,7 @@ perf_start() {
     if [ "${BENCH_PERF_STAT:-0}" = 1 ]; then
         # the workers' CPU time per request: steadier than throughput on a
         # busy machine (no hardware counters in a VM)
-        perf stat -e task-clock -p "$pids" \
+        perf stat -e task-clock -e raw_syscalls:sys_enter -p "$pids" \
             -o "$BENCH_PERF/stat-$2-$1.txt" >/dev/null 2>&1 &
     else
         perf record -q --call-graph "${BENCH_PERF_CALLGRAPH:-fp}" -F 999 \
@@ -626,18 +627,24 @@ printf "scenario %s: ratio %.3f (gateway %.0f / baseline %.0f req/s)"
     ($errors ? ", $errors errors" : '') . ($unloaded ? "; $unloaded" : '');
 # BENCH_PERF_STAT: the workers' CPU time per request in the last pair
 if (my $dir = $ENV{BENCH_PERF_STAT} && $ENV{BENCH_PERF}) {
-    my %us;
+    my (%us, %sc);
     for my $who (qw(baseline gateway)) {
-        my ($n, $ms) = (0, 0);
+        my ($n, $ms, $calls) = (0, 0, 0);
         open my $w, '<', "$work/r-$name-$pairs-$who.txt" or next;
         while (<$w>) { $n = $1 if /^\s*(\d+) requests in/ }
         open my $f, '<', "$ENV{BENCH_PERF}/stat-$name-$who.txt" or next;
-        while (<$f>) { $ms = $1 =~ tr/,//dr if /^\s*([\d,.]+)\s+msec task-clock/ }
+        while (<$f>) {
+            $ms = $1 =~ tr/,//dr if /^\s*([\d,.]+)\s+msec task-clock/;
+            $calls = $1 =~ tr/,//dr if /^\s*([\d,]+)\s+raw_syscalls:sys_enter/;
+        }
         $us{$who} = $n ? $ms * 1000 / $n : 0;
+        $sc{$who} = $n ? $calls / $n : 0;
     }
     printf STDERR "bench:   worker CPU per request: baseline %.2f us,"
-        . " gateway %.2f us (+%.2f us)\n",
-        $us{baseline}, $us{gateway}, $us{gateway} - $us{baseline}
+        . " gateway %.2f us (+%.2f us); system calls per request %.2f and"
+        . " %.2f\n",
+        $us{baseline}, $us{gateway}, $us{gateway} - $us{baseline},
+        $sc{baseline}, $sc{gateway}
         if $us{baseline} && $us{gateway};
 }
 print STDERR "bench:   warning: wrk used ${\ int $wrk_max}% of its core in a"
