@@ -379,13 +379,6 @@ page_total(PGresult *res, long offset, long long *total)
 }
 
 
-int
-page_rows(PGresult *res, long limit)
-{
-    return PQntuples(res) < limit ? PQntuples(res) : (int) limit;
-}
-
-
 static void
 free_result(void *p)
 {

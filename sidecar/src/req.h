@@ -117,7 +117,7 @@ void jw_page_end(jw_t *w, long long total, long limit, long offset);
 
 /* A list's total from its page query, which carries an uncorrelated
  * (SELECT count(*) ...) as its last column: one round trip instead of two.
- * A NULL there (PAGE_TOTAL_IF_FULL on the last page) makes the total
+ * A NULL there (PAGE_TOTAL_IF_MORE on the last page) makes the total
  * offset + the rows. An empty page has no row to carry it: at offset 0 the
  * total is 0, past it the caller must count (returns -1, *total
  * untouched). */
@@ -125,19 +125,18 @@ int page_total(PGresult *res, long offset, long long *total)
     __attribute__((warn_unused_result));
 
 /* Counting a tenant's every row for the total costs more than the page
- * itself once there are a few hundred. A page subquery ending in
- * PAGE_LIMIT_PLUS_ONE(limit, offset) (their parameters, "$4" ...) fetches
- * one row more than it shows; PAGE_TOTAL_IF_FULL(limit, count), a column
- * of the query over it, runs the count only when that row is there (an
- * InitPlan in a CASE branch runs when reached), else it is NULL and the
- * page is the last one. page_rows() is how many rows to show. */
-#define PAGE_LIMIT_PLUS_ONE(lim, off)                                       \
-    " LIMIT " lim "::bigint + 1 OFFSET " off
-#define PAGE_TOTAL_IF_FULL(lim, count_sql)                                  \
-    " CASE WHEN count(*) OVER () > " lim "::bigint"                         \
+ * itself once there are a few hundred. PAGE_TOTAL_IF_MORE(limit, offset,
+ * rows, count) is a column of the page query: rows is the page's
+ * "FROM ... WHERE ... ORDER BY ..." (with its limit and offset parameters,
+ * "$4" ...), and count runs only when a row follows the page (an InitPlan
+ * in a CASE branch runs when reached). Else it is NULL: the page is the
+ * last one, and page_total() makes the total offset + rows. The probe and
+ * the count are index-only scans where the list's index covers its
+ * filters (0011_list_indexes.sql). */
+#define PAGE_TOTAL_IF_MORE(lim, off, rows_sql, count_sql)                   \
+    " CASE WHEN EXISTS (SELECT 1 " rows_sql                                 \
+    "  OFFSET " off "::bigint + " lim "::bigint LIMIT 1)"                   \
     " THEN (" count_sql ") END"
-
-int page_rows(PGresult *res, long limit);
 
 /* Database access on this thread's connection. On failure the error reply
  * is sent (SQLSTATE mapped to a status in one place) and NULL returned.

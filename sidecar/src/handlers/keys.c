@@ -589,18 +589,19 @@ h_keys_list(req_t *r)
     " AND ($2::text IS NULL OR k.env = $2)"                                 \
     " AND ($3::boolean IS NULL OR k.enabled = $3)"
 
+#define KEYS_PAGE                                                           \
+    "FROM api_keys k" KEYS_WHERE " ORDER BY k.created_at DESC, k.id DESC"
+
     /* the page first, then its columns: formatting only the rows shown,
      * not every key the sort looked at; the total rides along (see
-     * PAGE_TOTAL_IF_FULL) */
+     * PAGE_TOTAL_IF_MORE) */
     res = dbq(r,
               "WITH" LIM_CTE
               " SELECT" KEY_COLS ","
-              PAGE_TOTAL_IF_FULL("$4", "SELECT count(*) FROM api_keys k"
-                                 KEYS_WHERE)
-              " FROM (SELECT * FROM api_keys k" KEYS_WHERE
-              "  ORDER BY k.created_at DESC, k.id DESC"
-              PAGE_LIMIT_PLUS_ONE("$4", "$5") ") k CROSS JOIN lim"
-              " ORDER BY k.created_at DESC, k.id DESC",
+              PAGE_TOTAL_IF_MORE("$4", "$5", KEYS_PAGE,
+                                 "SELECT count(*) FROM api_keys k" KEYS_WHERE)
+              " FROM (SELECT * " KEYS_PAGE " LIMIT $4 OFFSET $5) k"
+              " CROSS JOIN lim ORDER BY k.created_at DESC, k.id DESC",
               5, r->auth.tenant_id, env, enabled, slimit, soffset);
     if (res == NULL) {
         return;
@@ -613,11 +614,12 @@ h_keys_list(req_t *r)
         }
         total = atoll(PQgetvalue(cnt, 0, 0));
     }
+#undef KEYS_PAGE
 #undef KEYS_WHERE
 
     jw_init(&w);
     jw_page_begin(&w);
-    for (i = 0; i < page_rows(res, limit); i++) {
+    for (i = 0; i < PQntuples(res); i++) {
         jw_key_row(&w, res, i, NULL);
     }
     jw_page_end(&w, total, limit, offset);

@@ -43,19 +43,23 @@ h_members_list(req_t *r)
     snprintf(slimit, sizeof(slimit), "%ld", limit);
     snprintf(soffset, sizeof(soffset), "%ld", offset);
 
+#define MEMBERS_PAGE                                                        \
+    "FROM memberships m WHERE m.tenant_id = $1"                             \
+    " ORDER BY m.created_at, m.user_id"
+
     /* one round trip: the page of memberships first (in the order of
      * their index), then the users of just those rows; the total rides
-     * along (PAGE_TOTAL_IF_FULL) */
+     * along (PAGE_TOTAL_IF_MORE) */
     res = dbq(r,
               "SELECT" MEMBER_COLS ","
-              PAGE_TOTAL_IF_FULL("$2", "SELECT count(*) FROM memberships"
+              PAGE_TOTAL_IF_MORE("$2", "$3", MEMBERS_PAGE,
+                                 "SELECT count(*) FROM memberships"
                                  " WHERE tenant_id = $1")
-              " FROM (SELECT * FROM memberships m WHERE m.tenant_id = $1"
-              "  ORDER BY m.created_at, m.user_id"
-              PAGE_LIMIT_PLUS_ONE("$2", "$3") ") m"
+              " FROM (SELECT * " MEMBERS_PAGE " LIMIT $2 OFFSET $3) m"
               " JOIN users u ON u.id = m.user_id"
               " ORDER BY m.created_at, m.user_id", 3,
               r->auth.tenant_id, slimit, soffset);
+#undef MEMBERS_PAGE
     if (res == NULL) {
         return;
     }
@@ -70,7 +74,7 @@ h_members_list(req_t *r)
 
     jw_init(&w);
     jw_page_begin(&w);
-    for (i = 0; i < page_rows(res, limit); i++) {
+    for (i = 0; i < PQntuples(res); i++) {
         jw_member(&w, res, i);
     }
     jw_page_end(&w, total, limit, offset);

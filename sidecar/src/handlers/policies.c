@@ -574,13 +574,15 @@ h_policies_list(req_t *r)
     " AND ($2::text IS NULL OR p.type = $2)"                                \
     " AND ($3::boolean IS NULL OR p.enabled = $3)"
 
+#define POLICIES_PAGE "FROM policies p" POLICIES_WHERE POLICY_ORDER
+
     /* the page first, then its columns (see h_keys_list) */
     res = dbq(r,
               "SELECT" POLICY_COLS ","
-              PAGE_TOTAL_IF_FULL("$4", "SELECT count(*) FROM policies p"
+              PAGE_TOTAL_IF_MORE("$4", "$5", POLICIES_PAGE,
+                                 "SELECT count(*) FROM policies p"
                                  POLICIES_WHERE)
-              " FROM (SELECT * FROM policies p" POLICIES_WHERE
-              POLICY_ORDER PAGE_LIMIT_PLUS_ONE("$4", "$5") ") p"
+              " FROM (SELECT * " POLICIES_PAGE " LIMIT $4 OFFSET $5) p"
               POLICY_ORDER,
               5, r->auth.tenant_id, type, enabled, slimit, soffset);
     if (res == NULL) {
@@ -594,11 +596,12 @@ h_policies_list(req_t *r)
         }
         total = atoll(PQgetvalue(cnt, 0, 0));
     }
+#undef POLICIES_PAGE
 #undef POLICIES_WHERE
 
     jw_init(&w);
     jw_page_begin(&w);
-    for (i = 0; i < page_rows(res, limit); i++) {
+    for (i = 0; i < PQntuples(res); i++) {
         jw_policy_row(&w, res, i);
     }
     jw_page_end(&w, total, limit, offset);
