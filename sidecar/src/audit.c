@@ -46,7 +46,7 @@ audit_list(req_t *r, const char *tenant_id, jw_t *w)
     char        slimit[24], soffset[24];
     long        limit, offset;
     long long   total;
-    PGresult   *cnt, *res;
+    PGresult   *res;
     int         i;
 
     if (req_page(r, &limit, &offset) != 0) {
@@ -76,14 +76,11 @@ audit_list(req_t *r, const char *tenant_id, jw_t *w)
     if (res == NULL) {
         return -1;
     }
-    if (page_total(res, offset, &total) != 0) {
-        /* an empty page past the end carries no total */
-        cnt = dbq(r, "SELECT count(*) FROM audit_log a" AUDIT_WHERE, 2,
-                  tenant_id, action);
-        if (cnt == NULL) {
-            return -1;
-        }
-        total = atoll(PQgetvalue(cnt, 0, 0));
+    if (page_total(r, res, offset, &total,
+                   "SELECT count(*) FROM audit_log a" AUDIT_WHERE,
+                   2, tenant_id, action) != 0)
+    {
+        return -1;
     }
 
     jw_page_begin(w);

@@ -360,25 +360,6 @@ jw_page_end(jw_t *w, long long total, long limit, long offset)
 }
 
 
-int
-page_total(PGresult *res, long offset, long long *total)
-{
-    int last = PQnfields(res) - 1;
-
-    if (PQntuples(res) > 0) {
-        *total = PQgetisnull(res, 0, last)
-                 ? offset + PQntuples(res)
-                 : atoll(PQgetvalue(res, 0, last));
-        return 0;
-    }
-    if (offset == 0) {
-        *total = 0;
-        return 0;
-    }
-    return -1;
-}
-
-
 static void
 free_result(void *p)
 {
@@ -451,17 +432,15 @@ dbq_try(req_t *r, const char **sqlstate, const char *sql, int nparams, ...)
 }
 
 
-PGresult *
-dbq(req_t *r, const char *sql, int nparams, ...)
+/* dbq() on a va_list: on failure the error reply is sent */
+static PGresult *
+dbq_reply_v(req_t *r, const char *sql, int nparams, va_list ap)
 {
     const char *state, *code;
     PGresult   *res;
-    va_list     ap;
     int         status;
 
-    va_start(ap, nparams);
     res = dbq_v(r, &state, sql, nparams, ap);
-    va_end(ap);
 
     if (res == NULL) {
         status = db_status_for(state, &code);
@@ -476,6 +455,50 @@ dbq(req_t *r, const char *sql, int nparams, ...)
                     : "invalid value");
     }
     return res;
+}
+
+
+PGresult *
+dbq(req_t *r, const char *sql, int nparams, ...)
+{
+    PGresult *res;
+    va_list   ap;
+
+    va_start(ap, nparams);
+    res = dbq_reply_v(r, sql, nparams, ap);
+    va_end(ap);
+    return res;
+}
+
+
+int
+page_total(req_t *r, PGresult *res, long offset, long long *total,
+    const char *count_sql, int nparams, ...)
+{
+    int        last = PQnfields(res) - 1;
+    PGresult  *cnt;
+    va_list    ap;
+
+    if (PQntuples(res) > 0) {
+        *total = PQgetisnull(res, 0, last)
+                 ? offset + PQntuples(res)
+                 : atoll(PQgetvalue(res, 0, last));
+        return 0;
+    }
+    if (offset == 0) {
+        *total = 0;
+        return 0;
+    }
+
+    /* an empty page past the end carries no total: count */
+    va_start(ap, nparams);
+    cnt = dbq_reply_v(r, count_sql, nparams, ap);
+    va_end(ap);
+    if (cnt == NULL) {
+        return -1;
+    }
+    *total = atoll(PQgetvalue(cnt, 0, 0));
+    return 0;
 }
 
 

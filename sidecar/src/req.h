@@ -119,9 +119,10 @@ void jw_page_end(jw_t *w, long long total, long limit, long offset);
  * (SELECT count(*) ...) as its last column: one round trip instead of two.
  * A NULL there (PAGE_TOTAL_IF_MORE on the last page) makes the total
  * offset + the rows. An empty page has no row to carry it: at offset 0 the
- * total is 0, past it the caller must count (returns -1, *total
- * untouched). */
-int page_total(PGresult *res, long offset, long long *total)
+ * total is 0, past it count_sql (with its parameters, as for dbq()) counts.
+ * -1 when that count failed (the error reply is sent). */
+int page_total(req_t *r, PGresult *res, long offset, long long *total,
+               const char *count_sql, int nparams, ...)
     __attribute__((warn_unused_result));
 
 /* Counting a tenant's every row for the total costs more than the page

@@ -49,7 +49,7 @@ h_admin_tenants_list(req_t *r)
     char        slimit[24], soffset[24];
     long        limit, offset;
     long long   total;
-    PGresult   *cnt, *res;
+    PGresult   *res;
     jw_t        w;
     int         i;
 
@@ -82,14 +82,11 @@ h_admin_tenants_list(req_t *r)
     if (res == NULL) {
         return;
     }
-    if (page_total(res, offset, &total) != 0) {
-        /* an empty page past the end carries no total */
-        cnt = dbq(r, "SELECT count(*) FROM tenants t" WHERE, 2, status,
-                  q);
-        if (cnt == NULL) {
-            return;
-        }
-        total = atoll(PQgetvalue(cnt, 0, 0));
+    if (page_total(r, res, offset, &total,
+                   "SELECT count(*) FROM tenants t" WHERE,
+                   2, status, q) != 0)
+    {
+        return;
     }
 #undef WHERE
 
@@ -297,7 +294,7 @@ h_admin_users_list(req_t *r)
     char        slimit[24], soffset[24];
     long        limit, offset;
     long long   total;
-    PGresult   *cnt, *res;
+    PGresult   *res;
     jw_t        w;
     int         i;
 
@@ -323,13 +320,11 @@ h_admin_users_list(req_t *r)
     if (res == NULL) {
         return;
     }
-    if (page_total(res, offset, &total) != 0) {
-        /* an empty page past the end carries no total */
-        cnt = dbq(r, "SELECT count(*) FROM users u" WHERE, 1, email);
-        if (cnt == NULL) {
-            return;
-        }
-        total = atoll(PQgetvalue(cnt, 0, 0));
+    if (page_total(r, res, offset, &total,
+                   "SELECT count(*) FROM users u" WHERE,
+                   1, email) != 0)
+    {
+        return;
     }
 #undef WHERE
 

@@ -195,7 +195,7 @@ h_invites_list(req_t *r)
     char      slimit[24], soffset[24];
     long      limit, offset;
     long long total;
-    PGresult *cnt, *res;
+    PGresult *res;
     jw_t      w;
     int       i;
 
@@ -218,14 +218,11 @@ h_invites_list(req_t *r)
     if (res == NULL) {
         return;
     }
-    if (page_total(res, offset, &total) != 0) {
-        /* an empty page past the end carries no total */
-        cnt = dbq(r, "SELECT count(*) FROM invites i WHERE" PENDING, 1,
-                  r->auth.tenant_id);
-        if (cnt == NULL) {
-            return;
-        }
-        total = atoll(PQgetvalue(cnt, 0, 0));
+    if (page_total(r, res, offset, &total,
+                   "SELECT count(*) FROM invites i WHERE" PENDING,
+                   1, r->auth.tenant_id) != 0)
+    {
+        return;
     }
 
     jw_init(&w);

@@ -561,7 +561,7 @@ h_keys_list(req_t *r)
     char        slimit[24], soffset[24];
     long        limit, offset;
     long long   total;
-    PGresult   *cnt, *res;
+    PGresult   *res;
     jw_t        w;
     int         i;
 
@@ -606,13 +606,11 @@ h_keys_list(req_t *r)
     if (res == NULL) {
         return;
     }
-    if (page_total(res, offset, &total) != 0) {
-        cnt = dbq(r, "SELECT count(*) FROM api_keys k" KEYS_WHERE, 3,
-                  r->auth.tenant_id, env, enabled);
-        if (cnt == NULL) {
-            return;
-        }
-        total = atoll(PQgetvalue(cnt, 0, 0));
+    if (page_total(r, res, offset, &total,
+                   "SELECT count(*) FROM api_keys k" KEYS_WHERE,
+                   3, r->auth.tenant_id, env, enabled) != 0)
+    {
+        return;
     }
 #undef KEYS_PAGE
 #undef KEYS_WHERE

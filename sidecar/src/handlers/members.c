@@ -33,7 +33,7 @@ h_members_list(req_t *r)
     char      slimit[24], soffset[24];
     long      limit, offset;
     long long total;
-    PGresult *cnt, *res;
+    PGresult *res;
     jw_t      w;
     int       i;
 
@@ -63,13 +63,11 @@ h_members_list(req_t *r)
     if (res == NULL) {
         return;
     }
-    if (page_total(res, offset, &total) != 0) {
-        cnt = dbq(r, "SELECT count(*) FROM memberships WHERE tenant_id = $1",
-                  1, r->auth.tenant_id);
-        if (cnt == NULL) {
-            return;
-        }
-        total = atoll(PQgetvalue(cnt, 0, 0));
+    if (page_total(r, res, offset, &total,
+                   "SELECT count(*) FROM memberships WHERE tenant_id = $1",
+                   1, r->auth.tenant_id) != 0)
+    {
+        return;
     }
 
     jw_init(&w);

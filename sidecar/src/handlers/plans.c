@@ -14,7 +14,7 @@ h_plans_list(req_t *r)
     char       slimit[24], soffset[24];
     long       limit, offset;
     long long  total;
-    PGresult  *cnt, *res;
+    PGresult  *res;
     org_plan_t p;
     jw_t       w;
     int        i;
@@ -35,13 +35,11 @@ h_plans_list(req_t *r)
     if (res == NULL) {
         return;
     }
-    if (page_total(res, offset, &total) != 0) {
-        /* an empty page past the end carries no total */
-        cnt = dbq(r, "SELECT count(*) FROM plans", 0);
-        if (cnt == NULL) {
-            return;
-        }
-        total = atoll(PQgetvalue(cnt, 0, 0));
+    if (page_total(r, res, offset, &total,
+                   "SELECT count(*) FROM plans",
+                   0) != 0)
+    {
+        return;
     }
 
     jw_init(&w);
@@ -181,7 +179,7 @@ h_subscriptions_list(req_t *r)
     char      slimit[24], soffset[24];
     long      limit, offset;
     long long total;
-    PGresult *cnt, *res;
+    PGresult *res;
     jw_t      w;
     int       i;
 
@@ -201,14 +199,11 @@ h_subscriptions_list(req_t *r)
     if (res == NULL) {
         return;
     }
-    if (page_total(res, offset, &total) != 0) {
-        /* an empty page past the end carries no total */
-        cnt = dbq(r, "SELECT count(*) FROM subscriptions"
-                     " WHERE tenant_id = $1", 1, r->auth.tenant_id);
-        if (cnt == NULL) {
-            return;
-        }
-        total = atoll(PQgetvalue(cnt, 0, 0));
+    if (page_total(r, res, offset, &total,
+                   "SELECT count(*) FROM subscriptions WHERE tenant_id = $1",
+                   1, r->auth.tenant_id) != 0)
+    {
+        return;
     }
 
     jw_init(&w);

@@ -536,7 +536,7 @@ h_policies_list(req_t *r)
     char        slimit[24], soffset[24];
     long        limit, offset;
     long long   total;
-    PGresult   *cnt, *res;
+    PGresult   *res;
     size_t      t;
     jw_t        w;
     int         i;
@@ -588,13 +588,11 @@ h_policies_list(req_t *r)
     if (res == NULL) {
         return;
     }
-    if (page_total(res, offset, &total) != 0) {
-        cnt = dbq(r, "SELECT count(*) FROM policies p" POLICIES_WHERE, 3,
-                  r->auth.tenant_id, type, enabled);
-        if (cnt == NULL) {
-            return;
-        }
-        total = atoll(PQgetvalue(cnt, 0, 0));
+    if (page_total(r, res, offset, &total,
+                   "SELECT count(*) FROM policies p" POLICIES_WHERE,
+                   3, r->auth.tenant_id, type, enabled) != 0)
+    {
+        return;
     }
 #undef POLICIES_PAGE
 #undef POLICIES_WHERE

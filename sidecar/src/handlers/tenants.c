@@ -425,7 +425,7 @@ h_tenants_list(req_t *r)
     char      slimit[24], soffset[24];
     long      limit, offset;
     long long total;
-    PGresult *cnt, *res;
+    PGresult *res;
     jw_t      w;
     int       i;
 
@@ -449,14 +449,11 @@ h_tenants_list(req_t *r)
     if (res == NULL) {
         return;
     }
-    if (page_total(res, offset, &total) != 0) {
-        /* an empty page past the end carries no total */
-        cnt = dbq(r, "SELECT count(*) FROM memberships WHERE user_id = $1",
-                  1, r->auth.user_id);
-        if (cnt == NULL) {
-            return;
-        }
-        total = atoll(PQgetvalue(cnt, 0, 0));
+    if (page_total(r, res, offset, &total,
+                   "SELECT count(*) FROM memberships WHERE user_id = $1",
+                   1, r->auth.user_id) != 0)
+    {
+        return;
     }
 
     jw_init(&w);
