@@ -484,15 +484,6 @@ perf_stop() {
 SUMMARY=()
 HZ=$(getconf CLK_TCK)
 
-# CPU ticks used so far by the sidecar and every Postgres process
-side_ticks() {
-    local pm pids
-    pm=$(head -1 "$WORK/pg/data/postmaster.pid")
-    pids="$SC $pm $(ps -o pid= --ppid "$pm")"
-    # shellcheck disable=SC2086
-    for p in $pids; do cat "/proc/$p/stat" 2>/dev/null; done \
-        | awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t + 0 }'
-}
 
 # scenario NAME TITLE BODY KEYS WARM(0|1) INGEST(defer|live) [sse]
 scenario() {
@@ -517,9 +508,9 @@ scenario() {
         perf_stop
         [ "$p" = "$PAIRS" ] && perf_start gateway "$name"
         [ "$ingest" = defer ] && kill -STOP "$SC"
-        t0=$(side_ticks)
+        t0=$(server_ticks "$SC" "$WORK/pg")
         run_wrk "$WORK/r-$name-$p-gateway.txt" "$GW_PORT" "$DUR" "$body" "$keys" "${wargs[@]}"
-        t1=$(side_ticks)
+        t1=$(server_ticks "$SC" "$WORK/pg")
         [ "$ingest" = defer ] && kill -CONT "$SC"
         perf_stop
         side_cpu=$((side_cpu + t1 - t0))

@@ -157,29 +157,20 @@ for path in "${ENDPOINTS[@]}" "${RATE_LIMITED[@]}"; do
     fi
 done
 
-# CPU time (clock ticks) of the sidecar and of every Postgres process: per
-# request, the steadiest figure on a machine shared with other work
+# CPU time of the sidecar and Postgres (server_ticks, scripts/lib.sh) per
+# request: the steadiest figure on a machine shared with other work
 PG_MAIN=$(head -1 "$WORK/pg/data/postmaster.pid")
-server_ticks() {
-    local pid t=0
-    for pid in "$SC" "$PG_MAIN" $(pgrep -P "$PG_MAIN"); do
-        [ -r "/proc/$pid/stat" ] || continue
-        # utime and stime: fields 14 and 15, counted after the ")" of comm
-        t=$((t + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
-    done
-    echo "$t"
-}
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
 # run_endpoint PATH KIND MODE: one wrk run; a line, and the figures
 # appended to $RESULTS.MODE (the management lists) or $OTHERS
 run_endpoint() {
     local path=$1 kind=$2 mode=$3 t0 cpu_us
-    t0=$(server_ticks)
+    t0=$(server_ticks "$SC" "$WORK/pg")
     "${CLIENT_PIN[@]}" wrk -c"$CONNS" -t1 -d"${SECONDS_PER}s" --latency \
         -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$SC_PORT$path" \
         >"$WORK/wrk.out" 2>&1 || { cat "$WORK/wrk.out" >&2; exit 1; }
-    cpu_us=$(( ($(server_ticks) - t0) * TICK_US ))
+    cpu_us=$(( ($(server_ticks "$SC" "$WORK/pg") - t0) * TICK_US ))
     perl -ne '
         BEGIN { ($path, $out, $cpu) = splice @ARGV, 0, 3; $bad = 0; $err = 0 }
         $rps = $1 if /^Requests\/sec:\s+([\d.]+)/;

@@ -48,3 +48,13 @@ http {
 }
 CONF
 }
+
+# server_ticks SIDECAR_PID PG_DIR: the CPU ticks (utime + stime) used so far
+# by the sidecar and every process of the Postgres cluster in PG_DIR
+server_ticks() {
+    local pm p
+    pm=$(head -1 "$2/data/postmaster.pid")
+    for p in "$1" "$pm" $(ps -o pid= --ppid "$pm"); do
+        cat "/proc/$p/stat" 2>/dev/null
+    done | awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t + 0 }'
+}
