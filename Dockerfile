@@ -27,7 +27,8 @@ COPY --from=build /src/build/ngx_http_trueport_module.so /usr/lib/nginx/modules/
 COPY --from=build /src/build/trueport-sidecar /usr/local/bin/
 COPY migrations/ /usr/share/trueport/migrations/
 COPY conf.d/ /usr/share/trueport/conf.d/
-COPY scripts/render-conf.pl scripts/docker-entrypoint.sh /usr/local/bin/
+COPY scripts/render-conf.pl scripts/docker-entrypoint.sh scripts/supervise.sh \
+     /usr/local/bin/
 
 ENV TRUEPORT_LISTEN=127.0.0.1:8081 \
     TRUEPORT_HTTP_LISTEN=0.0.0.0:8080 \

@@ -1,6 +1,8 @@
-#!/bin/sh
-# Container entrypoint: migrate, start the sidecar, run nginx in the
-# foreground; if either process dies the container stops.
+#!/bin/bash
+# Container entrypoint: migrate, then nginx in the foreground and the
+# sidecar under supervise.sh, which restarts it with back-off when it exits
+# (cached keys keep being served meanwhile).  SIGTERM/SIGINT (docker stop)
+# stops both; nginx exiting stops the container with a non-zero status.
 set -eu
 
 : "${TRUEPORT_DATABASE_URL:?set TRUEPORT_DATABASE_URL}"
@@ -28,15 +30,29 @@ http {
 CONF
 cd /usr/share/trueport
 
-trueport-sidecar serve &
-sidecar=$!
+supervise.sh -- trueport-sidecar serve &
+sup=$!
 nginx -g 'daemon off;' &
 nginx=$!
 
-trap 'kill -TERM $sidecar $nginx 2>/dev/null' TERM INT
-# whichever exits first takes the other down
-while kill -0 $sidecar 2>/dev/null && kill -0 $nginx 2>/dev/null; do
-    sleep 1
-done
-kill -TERM $sidecar $nginx 2>/dev/null || true
-wait
+stopping=0
+trap 'stopping=1; kill -TERM $sup $nginx 2>/dev/null' TERM INT
+set +e
+# whichever ends first, or a signal
+wait -n -p ended "$sup" "$nginx"
+rc=$?
+if [ "$stopping" = 0 ]; then
+    if [ "${ended:-}" = "$nginx" ]; then
+        echo "trueport: nginx exited with status $rc; stopping" >&2
+    else
+        echo "trueport: the sidecar's supervisor exited with status $rc;" \
+             "stopping" >&2
+    fi
+    [ "$rc" = 0 ] && rc=1
+    kill -TERM "$sup" "$nginx" 2>/dev/null
+else
+    rc=0
+fi
+# until both are gone (a second signal ends wait early)
+until wait; do :; done
+exit "$rc"

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # make run / make stop: the whole stack on 127.0.0.1:8080 with its state in
 # run/ (Postgres data, secrets, logs).  Ctrl-C stops everything; with
-# TRUEPORT_DETACH=1 it returns and `make stop` stops it later.
+# TRUEPORT_DETACH=1 it returns and `make stop` stops it later.  The sidecar
+# runs under scripts/supervise.sh, which restarts it with back-off when it
+# exits, so nginx goes on serving cached keys meanwhile; nginx exiting stops
+# the stack.  TRUEPORT_DATABASE_URL names an existing database to use
+# instead of the project-local Postgres.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -9,6 +13,8 @@ RUN=${TRUEPORT_RUN_DIR:-$ROOT/run}
 PG_PORT=${TRUEPORT_PG_PORT:-15432}
 HTTP_LISTEN=${TRUEPORT_HTTP_LISTEN:-127.0.0.1:8080}
 SIDECAR_ADDR=${TRUEPORT_SIDECAR_ADDR:-127.0.0.1:8081}
+# an existing database, or "" for the project-local Postgres
+DATABASE_URL=${TRUEPORT_DATABASE_URL:-}
 
 # Postgres runs as the postgres user, which must reach its folder: when the
 # project sits under a private home, keep the cluster in /var/tmp instead.
@@ -24,38 +30,55 @@ pg_dir() {
     echo "$RUN/pg"
 }
 
+# stops what a run of this script started, from this or any other shell
 stop_all() {
-    local pgd
-    pgd=$(pg_dir)
+    local sup i
+    # the supervisor's pid file goes first: the foreground loop below takes
+    # its absence for a clean stop
+    sup=$(cat "$RUN/supervisor.pid" 2>/dev/null || true)
+    rm -f "$RUN/supervisor.pid"
     if [ -f "$RUN/nginx/nginx.pid" ]; then
         "$NGINX_BIN" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -s quit \
             2>/dev/null || true
     fi
+    if [ -n "$sup" ] && kill -TERM "$sup" 2>/dev/null; then
+        # it stops the sidecar (SIGKILL after 10 s) before it exits
+        for ((i = 0; i < 150; i++)); do
+            kill -0 "$sup" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    # a sidecar whose supervisor was killed
     if [ -f "$RUN/sidecar.pid" ]; then
         kill -TERM "$(cat "$RUN/sidecar.pid")" 2>/dev/null || true
         rm -f "$RUN/sidecar.pid"
     fi
-    "$ROOT/scripts/pg.sh" stop "$pgd" 2>/dev/null || true
+    [ -n "$DATABASE_URL" ] || "$ROOT/scripts/pg.sh" stop "$(pg_dir)" \
+        2>/dev/null || true
     echo "trueport: stopped"
 }
 
 start_all() {
-    local pgd dsn
+    local pgd dsn=$DATABASE_URL
     mkdir -p "$RUN/logs"
     chmod 755 "$RUN"
-    pgd=$(pg_dir)
 
-    if [ ! -f "$pgd/data/PG_VERSION" ]; then
-        echo "trueport: creating Postgres in $pgd"
-        mkdir -p "$pgd"
-        "$ROOT/scripts/pg.sh" init "$pgd" "$PG_PORT"
-    elif ! "$ROOT/scripts/pg.sh" status "$pgd"; then
-        "$ROOT/scripts/pg.sh" start "$pgd"
+    if [ -z "$dsn" ]; then
+        pgd=$(pg_dir)
+        if [ ! -f "$pgd/data/PG_VERSION" ]; then
+            echo "trueport: creating Postgres in $pgd"
+            mkdir -p "$pgd"
+            "$ROOT/scripts/pg.sh" init "$pgd" "$PG_PORT"
+        elif ! "$ROOT/scripts/pg.sh" status "$pgd"; then
+            "$ROOT/scripts/pg.sh" start "$pgd"
+        fi
+        psql -h "$pgd/sock" -p "$PG_PORT" -U postgres -tAc \
+            "SELECT 1 FROM pg_database WHERE datname = 'trueport'" \
+            | grep -q 1 \
+            || psql -h "$pgd/sock" -p "$PG_PORT" -U postgres -qc \
+                "CREATE DATABASE trueport"
+        dsn="host=$pgd/sock port=$PG_PORT user=postgres dbname=trueport"
     fi
-    psql -h "$pgd/sock" -p "$PG_PORT" -U postgres -tAc \
-        "SELECT 1 FROM pg_database WHERE datname = 'trueport'" | grep -q 1 \
-        || psql -h "$pgd/sock" -p "$PG_PORT" -U postgres -qc \
-            "CREATE DATABASE trueport"
 
     # secrets are made once and kept, so tokens survive a restart
     if [ ! -f "$RUN/secrets.env" ]; then
@@ -71,16 +94,18 @@ S
     . "$RUN/secrets.env"
     set +a
 
-    dsn="host=$pgd/sock port=$PG_PORT user=postgres dbname=trueport"
     export TRUEPORT_DATABASE_URL=$dsn TRUEPORT_LISTEN=$SIDECAR_ADDR \
         TRUEPORT_MIGRATIONS=$ROOT/migrations \
         TRUEPORT_DEV_MODE=${TRUEPORT_DEV_MODE:-1} \
         TRUEPORT_SPOOL_DIR=$RUN/spool
     "$BUILD/trueport-sidecar" migrate
 
-    # its own session: Ctrl-C reaches this script, which stops things in order
-    setsid "$BUILD/trueport-sidecar" serve >>"$RUN/logs/sidecar.log" 2>&1 &
-    echo $! >"$RUN/sidecar.pid"
+    # its own session: Ctrl-C reaches this script, which stops things in
+    # order; the supervisor logs the sidecar's exits and restarts beside
+    # the sidecar's own lines
+    setsid "$ROOT/scripts/supervise.sh" --child-pidfile "$RUN/sidecar.pid" \
+        -- "$BUILD/trueport-sidecar" serve >>"$RUN/logs/sidecar.log" 2>&1 &
+    echo $! >"$RUN/supervisor.pid"
     wait_port "${SIDECAR_ADDR##*:}" 10 \
         || { tail "$RUN/logs/sidecar.log"; stop_all; exit 1; }
 
@@ -105,7 +130,11 @@ MSG
 case "${1:-run}" in
 run)
     # a leftover detached stack is stopped first
-    [ -f "$RUN/sidecar.pid" ] && stop_all >/dev/null
+    if [ -f "$RUN/supervisor.pid" ] || [ -f "$RUN/sidecar.pid" ]; then
+        stop_all >/dev/null
+    fi
+    # Ctrl-C while starting stops what has started
+    trap 'stop_all; exit 130' INT TERM
     start_all
     if [ "${TRUEPORT_DETACH:-0}" = 1 ]; then
         echo "trueport: detached; 'make stop' stops it"
@@ -113,12 +142,27 @@ run)
     fi
     trap 'stop_all; exit 0' INT TERM
     echo "trueport: Ctrl-C stops everything"
-    while kill -0 "$(cat "$RUN/sidecar.pid")" 2>/dev/null; do
-        sleep 1
+    nginx_pid=$(cat "$RUN/nginx/nginx.pid")
+    sup_pid=$(cat "$RUN/supervisor.pid")
+    # the sidecar may come and go (its supervisor restarts it); nginx or
+    # the supervisor gone means the stack is down, the supervisor's pid
+    # file gone that `make stop` stopped it
+    while [ -f "$RUN/supervisor.pid" ]; do
+        down=
+        kill -0 "$nginx_pid" 2>/dev/null \
+            || down="nginx exited; see $RUN/nginx/logs/error.log"
+        kill -0 "$sup_pid" 2>/dev/null \
+            || down="the sidecar's supervisor exited"
+        if [ -n "$down" ] && [ -f "$RUN/supervisor.pid" ]; then
+            echo "trueport: $down" >&2
+            stop_all
+            exit 1
+        fi
+        # in the background, so that Ctrl-C is handled at once
+        sleep 1 &
+        wait $! || true
     done
-    echo "trueport: the sidecar exited; see $RUN/logs/sidecar.log"
-    stop_all
-    exit 1
+    exit 0
     ;;
 stop)
     stop_all
