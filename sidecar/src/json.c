@@ -62,7 +62,7 @@ typedef struct {
 static int
 json_utf8_ok(const unsigned char *s, size_t n)
 {
-    size_t i = 0, k;
+    size_t   i = 0, k;
     uint64_t x;
 
     while (i < n) {
