@@ -5,6 +5,7 @@
 use lib 't/lib';
 use Test::TruePort;
 use Test::TruePort::Org;
+use MIME::Base64 ();
 use POSIX ();
 
 use_sidecar();
@@ -28,6 +29,15 @@ sub sidecar_lives {
     is($h->{status}, 200, "$what: the sidecar answers /health");
     is(waitpid(sidecar_pid(), POSIX::WNOHANG()), 0,
        "$what: the sidecar's process still runs");
+}
+
+# a JWT whose header and payload are the given texts (the signature is
+# junk: the JSON is read before it is checked)
+sub token_of {
+    my ($head, $body) = @_;
+    my $b64 = sub { MIME::Base64::encode_base64(shift, '') =~ tr{+/}{-_}r
+                    =~ s/=+$//r };
+    return $b64->($head) . '.' . $b64->($body) . '.c2ln';
 }
 
 our $tenant = org_tenant();
@@ -55,7 +65,7 @@ sidecar_lives('after the 1 MB bracket bomb');
 
 
 
-=== TEST 2: the same bomb without a comment, straight to the sidecar: 400 at depth 33
+=== TEST 2: the same bomb without a comment (and objects 170,000 deep, straight to the sidecar): 400 at depth 33
 --- config
     location /platform/api/ {
         proxy_pass http://trueport_sidecar;
@@ -285,7 +295,29 @@ $::AUTH
 
 
 
-=== TEST 14: after all of that the sidecar still serves
+=== TEST 14: tokens are JSON too (libjwt's parser): deep headers and payloads get 401
+--- config
+    location /platform/api/ {
+        proxy_pass http://trueport_sidecar;
+    }
+--- request eval
+["GET /platform/api/global/tenants", "GET /platform/api/global/tenants",
+ "GET /platform/api/global/tenants"]
+--- more_headers eval
+["Authorization: Bearer " . token_of('[' x 2047 . ']' x 2047, '{}'),
+ "Authorization: Bearer " . token_of('/*"*/' . '[' x 2500 . ']' x 2500, '{}'),
+ "Authorization: Bearer " . token_of('{"alg":"HS256","typ":"JWT"}',
+                                     '{"a":' x 900 . '1' . '}' x 900)]
+--- error_code eval
+[401, 401, 401]
+--- response_body_like eval
+['"code":"(?:invalid|unauthorized)[a-z_]*"']
+--- check
+sidecar_lives('after the token bombs');
+
+
+
+=== TEST 15: after all of that the sidecar still serves
 --- config
     location = /health {
         proxy_pass http://trueport_sidecar;
