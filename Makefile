@@ -55,12 +55,28 @@ $(BUILD)/fuzz/%: t/fuzz/%.c $(MODULE_PURE) $(MODULE_PURE_H)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Ingx_trueport_module \
 	    $(shell pkg-config --cflags yajl) -o $@ $< $(MODULE_PURE) -lyajl -lz -lpcre2-8
 
-# the sidecar's spool line reader, checked against yajl itself
-$(BUILD)/fuzz/fuzz_spool_record: t/fuzz/fuzz_spool_record.c \
-        sidecar/src/spool_record.c sidecar/src/spool_record.h
+# the sidecar's spool line reader, checked against yajl itself and the
+# ingester's fallback parser
+FUZZ_SPOOL_SRC := $(addprefix sidecar/src/,spool_record.c json.c arena.c)
+
+$(BUILD)/fuzz/fuzz_spool_record: t/fuzz/fuzz_spool_record.c $(FUZZ_SPOOL_SRC) \
+        $(HEADERS)
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isidecar/src \
-	    $(shell pkg-config --cflags yajl) -o $@ $< sidecar/src/spool_record.c -lyajl
+	    $(shell pkg-config --cflags yajl) -o $@ $< $(FUZZ_SPOOL_SRC) -lyajl
+
+# the sidecar's request path: body parse, then the validate-or-reply
+# helpers on the parsed value (sidecar sources only, none of the module's)
+FUZZ_REQ_SRC := $(addprefix sidecar/src/,json.c arena.c req.c log.c db.c \
+                config.c)
+
+$(BUILD)/fuzz/fuzz_sidecar_request: t/fuzz/fuzz_sidecar_request.c \
+        $(FUZZ_REQ_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
+	    -Isidecar/src $(shell pkg-config --cflags $(PKGS)) -o $@ $< \
+	    $(FUZZ_REQ_SRC) $(shell pkg-config --libs libmicrohttpd libpq yajl) \
+	    -lpthread
 
 $(BUILD)/trueport-sidecar: $(SIDECAR_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -125,8 +141,8 @@ test:
 	@$(MAKE) --no-print-directory all
 	@scripts/test.sh
 
-# the same tests against ASan/UBSan builds of the sidecar and the module
-# (in build-asan/); Debian's nginx is not instrumented, so it runs with the
+# the same tests against ASan/UBSan builds of the sidecar, its unit tests
+# and the module (in build-asan/); Debian's nginx is not instrumented, so it runs with the
 # sanitizer runtimes preloaded, and a test block fails on any report
 ASAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) \
                $(shell $(CC) -print-file-name=libubsan.so)
@@ -134,9 +150,11 @@ ASAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) \
 test-asan:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory SANITIZE=1 BUILD=build-asan sidecar
+	@$(MAKE) --no-print-directory SANITIZE=1 BUILD=build-asan sidecar \
+	    build-asan/unit-tests
 	@TRUEPORT_SANITIZE=1 TRUEPORT_BUILD=build-asan scripts/build-module.sh
 	@TP_SIDECAR=$(CURDIR)/build-asan/trueport-sidecar \
+	 TP_UNIT_TESTS=$(CURDIR)/build-asan/unit-tests \
 	 TP_MODULE=$(CURDIR)/build-asan/ngx_http_trueport_module.so \
 	 TP_NGINX_PRELOAD="$(ASAN_PRELOAD)" scripts/test.sh
 

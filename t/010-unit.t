@@ -4,7 +4,9 @@ use strict;
 use warnings;
 use FindBin;
 
-my $bin = ($ENV{TP_BUILD} // "$FindBin::Bin/../build") . "/unit-tests";
+# make test-asan names its sanitized build in TP_UNIT_TESTS
+my $bin = $ENV{TP_UNIT_TESTS}
+          // ($ENV{TP_BUILD} // "$FindBin::Bin/../build") . "/unit-tests";
 if (!-x $bin) {
     print "1..0 # SKIP $bin not built (make unit)\n";
     exit 0;

@@ -401,10 +401,12 @@ batch_line(batch_t *b, const char *line, size_t len)
     }
 
     /* the single-pass reader takes the lines the module writes; anything
-     * else gets the general parser, which decides exactly as before */
+     * else gets the general parser (lax: as yajl's tree parser decided,
+     * comments aside) */
     if (spool_record_parse(&r, line, len, b->scratch) != 0) {
-        v = json_parse(line, len, err, sizeof(err));
-        if (v == NULL || !YAJL_IS_OBJECT(v)) {
+        if (json_parse(line, len, JSON_LAX, &v, err, sizeof(err)) != JSON_OK
+            || !YAJL_IS_OBJECT(v))
+        {
             goto bad;
         }
         spool_record_from_tree(&r, v);
@@ -513,15 +515,11 @@ batch_line(batch_t *b, const char *line, size_t len)
         goto bad;
     }
 
-    if (v != NULL) {
-        yajl_tree_free(v);
-    }
+    json_free(v);
     return 0;
 
 bad:
-    if (v != NULL) {
-        yajl_tree_free(v);
-    }
+    json_free(v);
     b->rejected++;
     log_warn("msg=\"ingest: rejected spool line\" line=\"%.*s\"",
              (int) (len > 200 ? 200 : len), line);

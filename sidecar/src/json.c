@@ -1,94 +1,496 @@
-/* json.c - bounded JSON parsing on yajl's tree API and a small JSON writer */
+/* json.c - bounded JSON parsing on yajl's event API into yajl_val trees,
+ * and a small JSON writer */
 #include "json.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_parse.h>
+
+#define JSON_STR_(x)  #x
+#define JSON_STR(x)   JSON_STR_(x)
 
 
-/* yajl's tree parser recurses once per nesting level: check the depth with
- * a scan that understands strings before handing the text over. */
+/* The parser: yajl's event API builds a tree in the yajl_val layout, so
+ * callers keep YAJL_IS_* / YAJL_GET_* / json_get. yajl's own tree parser
+ * would not do: it always accepts comments (which blinded the bracket
+ * count this replaced) and frees recursively. Here depth is counted in
+ * the start callbacks and the open containers sit on a fixed stack of
+ * JSON_MAX_DEPTH frames; every node, key and string lives in one arena
+ * that json_free() releases chunk by chunk. */
+
+typedef struct {
+    arena_t            arena;
+    struct yajl_val_s  root;
+} json_doc_t;
+
+typedef struct {
+    const char *key;            /* the member's key; NULL in an array */
+    yajl_val    v;
+} json_item_t;
+
+typedef struct {
+    yajl_val    node;           /* an open object or array */
+    size_t      first;          /* its first child on the item stack */
+} json_frame_t;
+
+typedef struct {
+    json_doc_t   *doc;
+    int           flags;
+    int           depth;
+    int           has_root;
+    int           saw_nul;      /* a string or key held U+0000 */
+    size_t        values;
+    const char   *key;          /* the key waiting for its value */
+    json_frame_t  frames[JSON_MAX_DEPTH];
+    json_item_t  *items;        /* the open containers' children, in order */
+    size_t        nitems, items_cap;
+    const char  **sorted;       /* scratch for the duplicate-key check */
+    size_t        sorted_cap;
+    char         *err;
+    size_t        errlen;
+} json_ctx_t;
+
+
+/* Well-formed UTF-8 as RFC 3629 has it: no overlong forms, no surrogates,
+ * nothing above U+10FFFF. yajl checks only the shape of a sequence and
+ * writes a lone low-surrogate escape out as a surrogate. */
 static int
-json_depth_ok(const char *buf, size_t len)
+json_utf8_ok(const unsigned char *s, size_t n)
 {
-    size_t i;
-    int    depth = 0, in_str = 0;
+    size_t   i = 0, k;
+    uint64_t x;
 
-    for (i = 0; i < len; i++) {
-        char c = buf[i];
-
-        if (in_str) {
-            if (c == '\\') {
-                i++;
-            } else if (c == '"') {
-                in_str = 0;
+    while (i < n) {
+        if (n - i >= 8) {
+            memcpy(&x, s + i, 8);
+            if ((x & 0x8080808080808080ULL) == 0) {
+                i += 8;
+                continue;
             }
+        }
+        if (s[i] < 0x80) {
+            i++;
             continue;
         }
-
-        switch (c) {
-        case '"':
-            in_str = 1;
-            break;
-        case '{':
-        case '[':
-            if (++depth > JSON_MAX_DEPTH) {
-                return 0;
-            }
-            break;
-        case '}':
-        case ']':
-            depth--;
-            break;
+        k = s[i] >= 0xc2 && s[i] <= 0xdf ? 1
+            : (s[i] & 0xf0) == 0xe0 ? 2
+            : s[i] >= 0xf0 && s[i] <= 0xf4 ? 3 : 0;
+        if (k == 0 || n - i <= k) {
+            return 0;
         }
+        if ((s[i + 1] & 0xc0) != 0x80
+            || (k > 1 && (s[i + 2] & 0xc0) != 0x80)
+            || (k > 2 && (s[i + 3] & 0xc0) != 0x80)
+            || (s[i] == 0xe0 && s[i + 1] < 0xa0)       /* overlong */
+            || (s[i] == 0xed && s[i + 1] >= 0xa0)      /* surrogate */
+            || (s[i] == 0xf0 && s[i + 1] < 0x90)       /* overlong */
+            || (s[i] == 0xf4 && s[i + 1] >= 0x90))     /* > U+10FFFF */
+        {
+            return 0;
+        }
+        i += k + 1;
     }
     return 1;
 }
 
 
-yajl_val
-json_parse(const char *buf, size_t len, char *err, size_t errlen)
+/* fails the parse: the callback returns this, yajl cancels */
+static int
+json_fail(json_ctx_t *c, const char *msg)
 {
-    char     *copy, yerr[256];
-    yajl_val  v;
+    snprintf(c->err, c->errlen, "%s", msg);
+    return 0;
+}
 
+
+/* a string or key as the tree holds it; NULL (and the parse failed) when
+ * it is not well-formed */
+static char *
+json_text(json_ctx_t *c, const unsigned char *s, size_t n)
+{
+    if (memchr(s, '\0', n) != NULL) {
+        /* lax: the C string ends there, as yajl's tree had it; strict:
+         * refused once the whole text has parsed (a 422, not a 400) */
+        c->saw_nul = 1;
+    }
+    if (!(c->flags & JSON_LAX) && !json_utf8_ok(s, n)) {
+        json_fail(c, "malformed JSON: a string is not valid UTF-8");
+        return NULL;
+    }
+    return arena_strndup(&c->doc->arena, (const char *) s, n);
+}
+
+
+/* a new value in the open container (or the root); NULL when the values
+ * are used up (the parse failed) */
+static yajl_val
+json_value(json_ctx_t *c, yajl_type type)
+{
+    json_item_t *it;
+    yajl_val     v;
+    size_t       cap;
+
+    if (++c->values > JSON_MAX_VALUES) {
+        json_fail(c, "JSON holds more than " JSON_STR(JSON_MAX_VALUES)
+                     " values");
+        return NULL;
+    }
+
+    if (c->depth == 0) {
+        v = &c->doc->root;                  /* yajl takes one value only */
+        c->has_root = 1;
+    } else {
+        if (c->nitems == c->items_cap) {
+            cap = c->items_cap ? 2 * c->items_cap : 64;
+            it = realloc(c->items, cap * sizeof(*it));
+            if (it == NULL) {
+                json_fail(c, "out of memory");
+                return NULL;
+            }
+            c->items = it;
+            c->items_cap = cap;
+        }
+        v = arena_alloc(&c->doc->arena, sizeof(*v));
+        c->items[c->nitems].key = c->key;
+        c->items[c->nitems].v = v;
+        c->nitems++;
+        c->key = NULL;
+    }
+    memset(v, 0, sizeof(*v));
+    v->type = type;
+    return v;
+}
+
+
+static int
+json_on_null(void *ctx)
+{
+    return json_value(ctx, yajl_t_null) != NULL;
+}
+
+
+static int
+json_on_bool(void *ctx, int b)
+{
+    return json_value(ctx, b ? yajl_t_true : yajl_t_false) != NULL;
+}
+
+
+/* -?digits that fit a long long, as yajl's tree decides (its integer
+ * parser also refuses LLONG_MIN); a fraction or exponent is no integer */
+static int
+json_integer(const char *s, long long *out)
+{
+    unsigned long long m = 0, d;
+    int                neg = *s == '-';
+
+    s += neg;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') {
+            return 0;
+        }
+        d = (unsigned long long) (*s - '0');
+        if (m > (LLONG_MAX - d) / 10) {
+            return 0;
+        }
+        m = m * 10 + d;
+    }
+    *out = neg ? -(long long) m : (long long) m;
+    return 1;
+}
+
+
+/* numbers come raw (no stop above LLONG_MAX): the text is kept in r, and
+ * i and d with yajl_tree's validity flags */
+static int
+json_on_number(void *ctx, const char *s, size_t n)
+{
+    json_ctx_t *c = ctx;
+    yajl_val    v = json_value(c, yajl_t_number);
+    char       *end;
+
+    if (v == NULL) {
+        return 0;
+    }
+    v->u.number.r = arena_strndup(&c->doc->arena, s, n);
+    if (json_integer(v->u.number.r, &v->u.number.i)) {
+        v->u.number.flags |= YAJL_NUMBER_INT_VALID;
+    } else {
+        v->u.number.i = 0;
+    }
+    errno = 0;
+    v->u.number.d = strtod(v->u.number.r, &end);
+    if (errno == 0 && *end == '\0') {
+        v->u.number.flags |= YAJL_NUMBER_DOUBLE_VALID;
+    }
+    return 1;
+}
+
+
+static int
+json_on_string(void *ctx, const unsigned char *s, size_t n)
+{
+    json_ctx_t *c = ctx;
+    char       *t = json_text(c, s, n);
+    yajl_val    v;
+
+    if (t == NULL || (v = json_value(c, yajl_t_string)) == NULL) {
+        return 0;
+    }
+    v->u.string = t;
+    return 1;
+}
+
+
+static int
+json_on_key(void *ctx, const unsigned char *s, size_t n)
+{
+    json_ctx_t *c = ctx;
+
+    c->key = json_text(c, s, n);
+    return c->key != NULL;
+}
+
+
+static int
+json_open(json_ctx_t *c, yajl_type type)
+{
+    yajl_val v;
+
+    if (c->depth == JSON_MAX_DEPTH) {
+        return json_fail(c, "JSON nested deeper than "
+                            JSON_STR(JSON_MAX_DEPTH) " levels");
+    }
+    v = json_value(c, type);
+    if (v == NULL) {
+        return 0;
+    }
+    c->frames[c->depth].node = v;
+    c->frames[c->depth].first = c->nitems;
+    c->depth++;
+    return 1;
+}
+
+
+static int
+json_on_start_map(void *ctx)
+{
+    return json_open(ctx, yajl_t_object);
+}
+
+
+static int
+json_on_start_array(void *ctx)
+{
+    return json_open(ctx, yajl_t_array);
+}
+
+
+static int
+json_cmp_keys(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+
+/* NULL, or a key the object has twice: sorted, so a wide object costs
+ * n log n, not n^2 */
+static const char *
+json_duplicate(json_ctx_t *c, const char **keys, size_t n)
+{
+    const char **k;
+    size_t       i, j;
+
+    if (n <= 8) {
+        for (i = 1; i < n; i++) {
+            for (j = 0; j < i; j++) {
+                if (strcmp(keys[i], keys[j]) == 0) {
+                    return keys[i];
+                }
+            }
+        }
+        return NULL;
+    }
+    if (n > c->sorted_cap) {
+        k = realloc(c->sorted, n * sizeof(*k));
+        if (k == NULL) {
+            return keys[0];           /* refused either way; rare */
+        }
+        c->sorted = k;
+        c->sorted_cap = n;
+    }
+    memcpy(c->sorted, keys, n * sizeof(*keys));
+    qsort(c->sorted, n, sizeof(*c->sorted), json_cmp_keys);
+    for (i = 1; i < n; i++) {
+        if (strcmp(c->sorted[i], c->sorted[i - 1]) == 0) {
+            return c->sorted[i];
+        }
+    }
+    return NULL;
+}
+
+
+/* the container's children move from the item stack into arrays of their
+ * exact size */
+static int
+json_close(json_ctx_t *c)
+{
+    json_frame_t *f = &c->frames[--c->depth];
+    json_item_t  *it = c->items + f->first;
+    yajl_val      v = f->node;
+    const char   *dup;
+    size_t        n = c->nitems - f->first, i;
+
+    c->nitems = f->first;
+    if (n == 0) {
+        return 1;                           /* NULL arrays, as yajl's tree */
+    }
+
+    if (v->type == yajl_t_array) {
+        v->u.array.values = arena_alloc(&c->doc->arena, n * sizeof(yajl_val));
+        for (i = 0; i < n; i++) {
+            v->u.array.values[i] = it[i].v;
+        }
+        v->u.array.len = n;
+        return 1;
+    }
+
+    v->u.object.keys = arena_alloc(&c->doc->arena, n * sizeof(char *));
+    v->u.object.values = arena_alloc(&c->doc->arena, n * sizeof(yajl_val));
+    for (i = 0; i < n; i++) {
+        v->u.object.keys[i] = it[i].key;
+        v->u.object.values[i] = it[i].v;
+    }
+    v->u.object.len = n;
+
+    /* which of two equal keys counts is each reader's guess: strict
+     * parsing refuses them (lax keeps both, json_get takes the last) */
+    if (!(c->flags & JSON_LAX)
+        && (dup = json_duplicate(c, v->u.object.keys, n)) != NULL)
+    {
+        if (strlen(dup) <= 64 && !c->saw_nul) {
+            snprintf(c->err, c->errlen, "duplicate key \"%s\"", dup);
+        } else {
+            snprintf(c->err, c->errlen, "an object has a duplicate key");
+        }
+        return 0;
+    }
+    return 1;
+}
+
+
+static int
+json_on_end(void *ctx)
+{
+    return json_close(ctx);
+}
+
+
+static const yajl_callbacks json_callbacks = {
+    json_on_null,
+    json_on_bool,
+    NULL,                       /* integers and doubles: as raw numbers */
+    NULL,
+    json_on_number,
+    json_on_string,
+    json_on_start_map,
+    json_on_key,
+    json_on_end,
+    json_on_start_array,
+    json_on_end,
+};
+
+
+int
+json_parse(const char *buf, size_t len, int flags, yajl_val *out, char *err,
+    size_t errlen)
+{
+    json_ctx_t     c;
+    yajl_handle    h;
+    yajl_status    st;
+    unsigned char *msg;
+    char          *nl;
+    int            rc = JSON_EINVALID;
+
+    *out = NULL;
     if (len == 0) {
         snprintf(err, errlen, "request body is empty");
-        return NULL;
+        return JSON_EINVALID;
     }
     if (memchr(buf, '\0', len) != NULL) {
         snprintf(err, errlen, "request body contains a NUL byte");
-        return NULL;
-    }
-    if (!json_depth_ok(buf, len)) {
-        snprintf(err, errlen, "JSON nested deeper than %d levels",
-                 JSON_MAX_DEPTH);
-        return NULL;
+        return JSON_EINVALID;
     }
 
-    copy = malloc(len + 1);
-    if (copy == NULL) {
+    memset(&c, 0, sizeof(c));
+    c.flags = flags;
+    c.err = err;
+    c.errlen = errlen;
+    c.doc = malloc(sizeof(*c.doc));
+    h = c.doc ? yajl_alloc(&json_callbacks, NULL, &c) : NULL;
+    if (h == NULL) {
+        free(c.doc);
         snprintf(err, errlen, "out of memory");
-        return NULL;
+        return JSON_EINVALID;
     }
-    memcpy(copy, buf, len);
-    copy[len] = '\0';
+    arena_init(&c.doc->arena);
+    yajl_config(h, yajl_allow_comments, 0);
+    yajl_config(h, yajl_dont_validate_strings, 0);
 
-    yerr[0] = '\0';
-    v = yajl_tree_parse(copy, yerr, sizeof(yerr));
-    free(copy);
+    err[0] = '\0';
+    st = yajl_parse(h, (const unsigned char *) buf, len);
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
 
-    if (v == NULL) {
-        /* yajl's message spans lines and quotes the input: keep line one */
-        char *nl = strchr(yerr, '\n');
+    if (st == yajl_status_ok && c.has_root) {
+        if (c.saw_nul && !(flags & JSON_LAX)) {
+            snprintf(err, errlen,
+                     "strings must not contain NUL characters (\\u0000)");
+            rc = JSON_ENUL;
+        } else {
+            *out = &c.doc->root;
+            rc = JSON_OK;
+        }
+    } else if (st != yajl_status_client_canceled || err[0] == '\0') {
+        /* yajl's verbose message quotes the input: the short one */
+        msg = yajl_get_error(h, 0, NULL, 0);
+        nl = msg ? strchr((char *) msg, '\n') : NULL;
         if (nl) {
             *nl = '\0';
         }
         snprintf(err, errlen, "malformed JSON: %s",
-                 yerr[0] ? yerr : "parse error");
+                 msg && msg[0] ? (char *) msg : "parse error");
+        yajl_free_error(h, msg);
     }
-    return v;
+
+    yajl_free(h);
+    free(c.items);
+    free(c.sorted);
+    if (rc != JSON_OK) {
+        arena_free(&c.doc->arena);
+        free(c.doc);
+    }
+    return rc;
+}
+
+
+void
+json_free(yajl_val v)
+{
+    json_doc_t *doc;
+
+    if (v == NULL) {
+        return;
+    }
+    doc = (json_doc_t *) ((char *) v - offsetof(json_doc_t, root));
+    arena_free(&doc->arena);
+    free(doc);
 }
 
 
@@ -100,7 +502,8 @@ json_get(yajl_val obj, const char *key)
     if (obj == NULL || !YAJL_IS_OBJECT(obj)) {
         return NULL;
     }
-    /* yajl keeps duplicate keys: the last one wins, as in most parsers */
+    /* lax trees keep duplicate keys: the last one wins, as in most
+     * parsers */
     for (i = obj->u.object.len; i > 0; i--) {
         if (strcmp(obj->u.object.keys[i - 1], key) == 0) {
             return obj->u.object.values[i - 1];
@@ -398,6 +801,48 @@ jw_raw(jw_t *w, const char *json)
 }
 
 
+/* Postgres's jsonb text has no comments, so a bracket count that skips
+ * strings is exact there: jw_jsonb() uses it to write what org_jw_json()
+ * (json_parse, then jw_tree) would. Not a parser's bound: json_parse
+ * counts its depth itself. */
+static int
+jsonb_depth_ok(const char *buf, size_t len)
+{
+    size_t i;
+    int    depth = 0, in_str = 0;
+
+    for (i = 0; i < len; i++) {
+        char c = buf[i];
+
+        if (in_str) {
+            if (c == '\\') {
+                i++;
+            } else if (c == '"') {
+                in_str = 0;
+            }
+            continue;
+        }
+
+        switch (c) {
+        case '"':
+            in_str = 1;
+            break;
+        case '{':
+        case '[':
+            if (++depth > JSON_MAX_DEPTH) {
+                return 0;
+            }
+            break;
+        case '}':
+        case ']':
+            depth--;
+            break;
+        }
+    }
+    return 1;
+}
+
+
 void
 jw_jsonb(jw_t *w, const char *text)
 {
@@ -413,7 +858,7 @@ jw_jsonb(jw_t *w, const char *text)
     len = strlen(text);
 
     /* what json_parse() refuses, org_jw_json() writes as it is */
-    if (!json_depth_ok(text, len)) {
+    if (!jsonb_depth_ok(text, len)) {
         jw_raw(w, text);
         return;
     }

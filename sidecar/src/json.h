@@ -1,4 +1,5 @@
-/* json.h - JSON in (bounded yajl tree parse, typed getters) and out (a small writer) */
+/* json.h - JSON in (a bounded parser into yajl_val trees, typed getters)
+ * and out (a small writer) */
 #ifndef TP_JSON_H
 #define TP_JSON_H
 
@@ -8,12 +9,39 @@
 
 #include "arena.h"
 
-#define JSON_MAX_DEPTH 32
+/* Bounds every parse holds to, whatever the input (the body itself is
+ * bounded by TRUEPORT_MAX_BODY, 1 MiB by default): */
+#define JSON_MAX_DEPTH   32        /* nested objects and arrays */
+#define JSON_MAX_VALUES  100000    /* values of any kind, the root included */
 
-/* Parses buf[0..len) (need not be NUL-terminated). Refuses nesting deeper
- * than JSON_MAX_DEPTH before yajl's recursive tree code sees it. Returns
- * NULL and an error text in err on failure. Free with yajl_tree_free. */
-yajl_val json_parse(const char *buf, size_t len, char *err, size_t errlen);
+/* json_parse() flags */
+#define JSON_LAX  1     /* text we wrote or stored (the spool, Postgres):
+                           duplicate keys kept (json_get takes the last), a
+                           U+0000 ends its C string, UTF-8 as yajl checks it */
+
+/* json_parse() results */
+#define JSON_OK         0
+#define JSON_EINVALID  (-1)    /* not JSON we take: answer 400 */
+#define JSON_ENUL      (-2)    /* JSON, but a string or key holds U+0000,
+                                  which C strings cannot: answer 422 */
+
+/* Parses buf[0..len) (need not be NUL-terminated) on yajl's event API:
+ * comments, trailing garbage, a NUL byte, more than JSON_MAX_DEPTH levels
+ * or JSON_MAX_VALUES values are refused inside the parser, and so (unless
+ * JSON_LAX) are duplicate keys, ill-formed UTF-8 (overlong forms,
+ * surrogates) and U+0000. Nothing recurses on the input's shape.
+ * JSON_OK and *out set (free it with json_free), or JSON_EINVALID /
+ * JSON_ENUL with *out NULL and a one-line reason in err. The tree has
+ * yajl_tree's layout (strings NUL-terminated, numbers with r, i, d and
+ * their YAJL_NUMBER_* flags, empty containers with NULL arrays), so
+ * YAJL_IS_* / YAJL_GET_* / yajl_tree_get read it; it is one arena:
+ * never yajl_tree_free it, free no subtree, change nothing in it. */
+int json_parse(const char *buf, size_t len, int flags, yajl_val *out,
+    char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* Frees a tree json_parse() returned (NULL is fine), in a loop over its
+ * arena's chunks, however deep or wide it is. */
+void json_free(yajl_val v);
 
 /* Object member lookup (one level); NULL when absent or not an object. */
 yajl_val json_get(yajl_val obj, const char *key);
@@ -43,7 +71,9 @@ void jw_double(jw_t *w, double v);
 void jw_bool(jw_t *w, int v);
 void jw_null(jw_t *w);
 void jw_raw(jw_t *w, const char *json);       /* an already-encoded value */
-void jw_tree(jw_t *w, yajl_val v);            /* re-encode a parsed value */
+void jw_tree(jw_t *w, yajl_val v);            /* re-encode a parsed value
+                                                 (recursive: json_parse
+                                                 trees only) */
 
 /* A jsonb column's text form, compactly: the bytes jw_tree() would write
  * after parsing it, without building the tree (Postgres writes jsonb as

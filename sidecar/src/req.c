@@ -133,14 +133,13 @@ reply_error(req_t *r, int status, const char *code, const char *fmt, ...)
 static void
 free_tree(void *p)
 {
-    yajl_tree_free(p);
+    json_free(p);
 }
 
 
 int
 req_json_body(req_t *r, yajl_val *out)
 {
-    char        err[300];
     const char *ct;
 
     if (r->json != NULL) {
@@ -154,9 +153,27 @@ req_json_body(req_t *r, yajl_val *out)
                     "Content-Type must be application/json");
         return -1;
     }
+    return req_body_object(r, out);
+}
 
-    r->json = json_parse(r->body, r->body_len, err, sizeof(err));
-    if (r->json == NULL) {
+
+int
+req_body_object(req_t *r, yajl_val *out)
+{
+    char err[300];
+    int  rc;
+
+    if (r->json != NULL) {
+        *out = r->json;
+        return 0;
+    }
+
+    rc = json_parse(r->body, r->body_len, 0, &r->json, err, sizeof(err));
+    if (rc == JSON_ENUL) {
+        reply_error(r, 422, "invalid_field", "%s", err);
+        return -1;
+    }
+    if (rc != JSON_OK) {
         reply_error(r, 400, "invalid_json", "%s", err);
         return -1;
     }

@@ -70,7 +70,7 @@ typedef struct req {
     const char             *err_code;      /* for the log line */
 } req_t;
 
-/* Runs fn(ptr) when the request completes (PQclear, yajl_tree_free ...). */
+/* Runs fn(ptr) when the request completes (PQclear, json_free ...). */
 void req_defer(req_t *r, void (*fn)(void *), void *ptr);
 void req_run_defers(req_t *r);
 
@@ -88,6 +88,12 @@ int  req_replied(req_t *r);
 /* Validate-or-reply helpers: on bad input they send the 4xx and return -1,
  * the handler just returns. */
 int req_json_body(req_t *r, yajl_val *out) __attribute__((warn_unused_result));
+/* Its part that needs no connection (no Content-Type check): r->body
+ * parsed by json_parse() into r->json (freed when the request completes),
+ * which must be an object; 400 invalid_json, or 422 invalid_field for a
+ * U+0000 in a string. The fuzz target drives it. */
+int req_body_object(req_t *r, yajl_val *out)
+    __attribute__((warn_unused_result));
 #define F_REQUIRED 1
 #define F_NULLABLE 2
 int req_field_str(req_t *r, yajl_val obj, const char *key, int flags,

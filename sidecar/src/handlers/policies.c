@@ -59,33 +59,6 @@ typedef struct {
 
 /* -- validation ---------------------------------------------------------- */
 
-/* A "\u0000" escape in a string or a key: yajl would cut the string there
- * and we would store (and enforce) another rule than the one sent. The
- * text has been parsed already: a plain scan of its strings will do. */
-static int
-has_nul_escape(const char *s, size_t len)
-{
-    size_t i;
-    int    in_str = 0;
-
-    for (i = 0; i < len; i++) {
-        if (!in_str) {
-            in_str = s[i] == '"';
-        } else if (s[i] == '"') {
-            in_str = 0;
-        } else if (s[i] == '\\' && i + 1 < len) {
-            if (s[i + 1] == 'u' && i + 5 < len
-                && memcmp(s + i + 2, "0000", 4) == 0)
-            {
-                return 1;
-            }
-            i++;
-        }
-    }
-    return 0;
-}
-
-
 /* Replaces what is not well-formed UTF-8 (a sequence the engine's "%.64s"
  * cut in two) by '?', in place, so the error reply stays valid JSON text. */
 static void
@@ -332,11 +305,6 @@ policy_parse(req_t *r, const char *path_id, policy_in_t *in)
     if (req_json_body(r, &body) != 0
         || only_fields(r, body, path_id) != 0)
     {
-        return -1;
-    }
-    if (has_nul_escape(r->body, r->body_len)) {
-        reply_error(r, 422, "invalid_field",
-                    "strings must not contain NUL characters (\\u0000)");
         return -1;
     }
     if (field_name(r, body, &in->name) != 0

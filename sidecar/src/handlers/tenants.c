@@ -145,14 +145,16 @@ org_jw_json(jw_t *w, const char *json)
     char     err[64];
     yajl_val v;
 
-    /* jsonb's text form spaces its separators: write ours compactly */
-    v = json_parse(json, strlen(json), err, sizeof(err));
-    if (v == NULL) {
+    /* jsonb's text form spaces its separators: write ours compactly
+     * (what the parser refuses, e.g. deeper than it goes, as it is) */
+    if (json_parse(json, strlen(json), JSON_LAX, &v, err, sizeof(err))
+        != JSON_OK)
+    {
         jw_raw(w, json);
         return;
     }
     jw_tree(w, v);
-    yajl_tree_free(v);
+    json_free(v);
 }
 
 
