@@ -204,7 +204,7 @@ main(void)
     }
 
     ok(have, "OpenSSL's SIPHASH is there to compare with");
-    is_int(bad, 0, "2000 random inputs (lengths 0..256): as OpenSSL hashes them");
+    is_int(bad, 0, "2000 random inputs (lengths 0..256): as OpenSSL has them");
 
     /* the key matters: one bit of it changes about half the output bits */
 
