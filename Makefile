@@ -32,7 +32,7 @@ PURE_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c)
 FUZZERS     := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard t/fuzz/fuzz_*.c))
 
 .PHONY: all module sidecar unit deps run stop test test-asan clean fuzz bench \
-        policy-bench
+        policy-bench bench-shm
 
 all: module sidecar unit
 
@@ -125,6 +125,12 @@ $(BUILD)/tools/policy-bench: t/tools/policy_bench.c $(POLICY_OBJ) $(POLICY_H)
 	$(CC) $(CFLAGS) -Ingx_trueport_module $(LDFLAGS) -o $@ $< $(POLICY_OBJ) $(LDLIBS)
 # end policies
 
+# build/tools/shm-collide: keys for one bucket of the key cache's old
+# unkeyed hash, for bench/shm-collide.sh
+$(BUILD)/tools/shm-collide: t/tools/shm_collide.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
 deps:
 	@scripts/deps.sh
 
@@ -163,6 +169,13 @@ bench:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory module sidecar
 	@bench/all.sh
+
+# issue 12: 20,000 keys of one bucket of the old unkeyed hash against a
+# known key's cost (BENCH_BASE=<rev>: that commit's module measured too)
+bench-shm:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory module sidecar $(BUILD)/tools/shm-collide
+	@bench/shm-collide.sh
 
 clean:
 	rm -rf $(BUILD) build-asan

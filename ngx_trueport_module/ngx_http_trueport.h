@@ -19,6 +19,7 @@
 #include "trueport_prompt.h"
 #include "trueport_policy.h"
 #include "trueport_model.h"
+#include "trueport_siphash.h"
 
 
 #define TRUEPORT_VERSION                "0.1.0"
@@ -70,36 +71,58 @@ typedef struct {
 
 
 /*
- * Lives in the shared zone and outlives reloads.  Two hash tables with
+ * Lives in the shared zone and outlives reloads.  Four hash tables with
  * their LRU queues (most recently used at the head): the key cache, keyed
- * by the SHA-256 of the key and the provider, and the rate limiter, keyed
- * by the key id.  Each owns its node layout and keeps its counter right.
+ * by the SHA-256 of the key and the provider, with unknown keys in a queue
+ * of their own; the rate limiter, keyed by the key id; the limit on the
+ * lookups each client address may make for keys not in the cache.  Each
+ * owns its node layout and keeps its counters right.  Every bucket is
+ * picked with SipHash under hash_key, a secret made when the zone is: an
+ * input nobody can compute the bucket of cannot be chosen to chain up.
  */
 
 /* changes with the zone's layout: a reload with a module of another
  * layout must not read the old zone as its own */
-#define NGX_HTTP_TRUEPORT_ZONE_MAGIC  0x7472756570727432ULL   /* "trueprt2" */
+#define NGX_HTTP_TRUEPORT_ZONE_MAGIC  0x7472756570727433ULL   /* "trueprt3" */
 
 typedef struct {
     uint64_t                           magic;
+    u_char                             hash_key[TP_SIPHASH_KEY_LEN];
+
     ngx_http_trueport_htable_t         keys;
-    ngx_queue_t                        queue;
+    ngx_queue_t                        queue;          /* known keys */
+    ngx_queue_t                        neg_queue;      /* unknown keys */
     time_t                             created;
-    ngx_uint_t                         entries;
+    ngx_uint_t                         entries;        /* both queues */
+    ngx_uint_t                         neg_entries;
     ngx_http_trueport_sidecar_state_t  sidecar;
 
     ngx_http_trueport_htable_t         rl;
     ngx_queue_t                        rl_queue;
     ngx_uint_t                         rl_entries;
+
+    ngx_http_trueport_htable_t         ml;
+    ngx_queue_t                        ml_queue;
+    ngx_uint_t                         ml_entries;
 } ngx_http_trueport_shctx_t;
 
 
-/* shm_zone->data: a per-cycle handle on the shared zone */
+/* shm_zone->data: a per-cycle handle on the shared zone, with this
+ * cycle's bounds (trueport_zone negative= clients=) */
 
 typedef struct {
     ngx_http_trueport_shctx_t   *sh;
     ngx_slab_pool_t             *shpool;
+    ngx_uint_t                   negative_max;
+    ngx_uint_t                   clients_max;
 } ngx_http_trueport_zone_t;
+
+
+/* what an allocation in the zone is for: who may be evicted for it */
+#define NGX_HTTP_TRUEPORT_ALLOC_KEY       0
+#define NGX_HTTP_TRUEPORT_ALLOC_LIMITER   1
+#define NGX_HTTP_TRUEPORT_ALLOC_NEGATIVE  2
+#define NGX_HTTP_TRUEPORT_ALLOC_CLIENT    3
 
 
 /* a consistent copy of the zone's figures, taken under the mutex */
@@ -110,6 +133,8 @@ typedef struct {
     ngx_uint_t                         pages;
     ngx_uint_t                         free_pages;
     ngx_uint_t                         entries;
+    ngx_uint_t                         neg_entries;
+    ngx_uint_t                         ml_entries;
     time_t                             created;
     ngx_http_trueport_sidecar_state_t  sidecar;
 } ngx_http_trueport_zone_stats_t;
@@ -122,6 +147,9 @@ typedef struct {
     ngx_msec_t                   cache_valid;
     ngx_msec_t                   cache_stale;
     ngx_msec_t                   cache_negative;
+
+    ngx_uint_t                   miss_limit;     /* 0: off */
+    ngx_msec_t                   miss_period;
 
     ngx_int_t                    request_id_index;
 
@@ -225,6 +253,7 @@ typedef struct {
     unsigned                     passed:1;       /* the checks passed */
     unsigned                     checked:1;      /* the key's checks did */
     unsigned                     blocked:1;      /* by a policy */
+    unsigned                     miss_charged:1; /* to the client's limit */
 } ngx_http_trueport_ctx_t;
 
 
@@ -248,8 +277,10 @@ void ngx_http_trueport_hash_insert(ngx_http_trueport_htable_t *t,
     ngx_http_trueport_hnode_t *n);
 void ngx_http_trueport_hash_delete(ngx_http_trueport_htable_t *t,
     ngx_http_trueport_hnode_t *n);
+uint32_t ngx_http_trueport_hash(ngx_http_trueport_shctx_t *sh,
+    const void *data, size_t len);
 void *ngx_http_trueport_zone_alloc_locked(ngx_http_trueport_main_conf_t *tmcf,
-    size_t size, ngx_uint_t limiter);
+    size_t size, ngx_uint_t kind);
 
 /* ngx_http_trueport_health.c */
 
@@ -266,7 +297,8 @@ ngx_int_t ngx_http_trueport_keycache_answer(ngx_http_request_t *r,
 ngx_uint_t ngx_http_trueport_answer_of(ngx_http_request_t *sr, ngx_int_t rc,
     ngx_str_t *answer);
 ngx_uint_t ngx_http_trueport_keycache_expire_locked(
-    ngx_http_trueport_main_conf_t *tmcf, ngx_uint_t force);
+    ngx_http_trueport_main_conf_t *tmcf, ngx_uint_t force,
+    ngx_uint_t negative);
 
 /* ngx_http_trueport_ratelimit.c */
 
@@ -274,7 +306,20 @@ ngx_int_t ngx_http_trueport_ratelimit(ngx_http_request_t *r,
     ngx_http_trueport_ctx_t *ctx);
 ngx_uint_t ngx_http_trueport_ratelimit_expire_locked(
     ngx_http_trueport_main_conf_t *tmcf, ngx_uint_t force);
+ngx_int_t ngx_http_trueport_gcra(uint64_t *tat, uint64_t now,
+    uint64_t interval, uint64_t burst, uint64_t *wait);
 u_char *ngx_http_trueport_duration(u_char *p, ngx_msec_t ms);
+
+/* ngx_http_trueport_misslimit.c */
+
+char *ngx_http_trueport_miss_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_trueport_misslimit(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx);
+void ngx_http_trueport_misslimit_refund(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx);
+ngx_uint_t ngx_http_trueport_misslimit_expire_locked(
+    ngx_http_trueport_main_conf_t *tmcf, ngx_uint_t force);
 
 /* ngx_http_trueport_access.c */
 

@@ -114,6 +114,10 @@ static ngx_str_t  ngx_http_trueport_no_route = ngx_string(
 
 static ngx_str_t  ngx_http_trueport_retry_after = ngx_string("Retry-After");
 
+static ngx_str_t  ngx_http_trueport_miss_limited = ngx_string(
+    "too many requests with API keys the gateway does not know from this "
+    "address, retry later");
+
 static ngx_str_t  ngx_http_trueport_client_keys[] = {
     ngx_string("x-api-key"),
     ngx_string("x-goog-api-key"),
@@ -219,6 +223,12 @@ check:
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_BUSY) {
+        return ngx_http_trueport_error(r, ctx,
+                                       NGX_HTTP_TRUEPORT_ERR_RATE_LIMITED,
+                                       &ngx_http_trueport_miss_limited);
     }
 
     if (rc == NGX_HTTP_SERVICE_UNAVAILABLE) {

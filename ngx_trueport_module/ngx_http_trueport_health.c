@@ -123,9 +123,10 @@ ngx_http_trueport_health_json(ngx_http_request_t *r, ngx_str_t *json)
         escape = ngx_escape_json(NULL, name->data, name->len);
 
         len += sizeof("{\"name\":\"\",\"size\":,\"used\":,\"free_pages\":"
-                      ",\"entries\":,\"created\":}") - 1
+                      ",\"entries\":,\"negative\":,\"clients\":"
+                      ",\"created\":}") - 1
                + name->len + escape
-               + 2 * NGX_SIZE_T_LEN + 2 * NGX_INT_T_LEN + NGX_TIME_T_LEN;
+               + 2 * NGX_SIZE_T_LEN + 4 * NGX_INT_T_LEN + NGX_TIME_T_LEN;
 
     } else {
         ngx_memzero(&st, sizeof(ngx_http_trueport_zone_stats_t));
@@ -157,9 +158,10 @@ ngx_http_trueport_health_json(ngx_http_request_t *r, ngx_str_t *json)
         }
 
         p = ngx_sprintf(p, "\",\"size\":%uz,\"used\":%uz,\"free_pages\":%ui,"
-                           "\"entries\":%ui,\"created\":%T}",
+                           "\"entries\":%ui,\"negative\":%ui,"
+                           "\"clients\":%ui,\"created\":%T}",
                         st.size, st.used, st.free_pages, st.entries,
-                        st.created);
+                        st.neg_entries, st.ml_entries, st.created);
 
     } else {
         p = ngx_cpymem(p, "null", sizeof("null") - 1);

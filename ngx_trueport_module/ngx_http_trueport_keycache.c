@@ -55,8 +55,13 @@ typedef struct {
 } ngx_http_trueport_refresh_t;
 
 
-static ngx_http_trueport_key_node_t *ngx_http_trueport_keycache_find_locked(
+static uint32_t ngx_http_trueport_keycache_hash32(
     ngx_http_trueport_shctx_t *sh, u_char *hash, ngx_uint_t provider);
+static ngx_http_trueport_key_node_t *ngx_http_trueport_keycache_find_locked(
+    ngx_http_trueport_shctx_t *sh, uint32_t h, u_char *hash,
+    ngx_uint_t provider, ngx_uint_t *walked);
+static void ngx_http_trueport_keycache_free_locked(
+    ngx_http_trueport_zone_t *zone, ngx_http_trueport_key_node_t *kn);
 static ngx_int_t ngx_http_trueport_keycache_copy(ngx_http_request_t *r,
     ngx_http_trueport_key_node_t *kn, ngx_http_trueport_key_t *key);
 static ngx_int_t ngx_http_trueport_keycache_store(
@@ -78,7 +83,8 @@ static ngx_int_t ngx_http_trueport_refresh_done(ngx_http_request_t *r,
 /*
  * Finds the key of the request in the cache.  NGX_OK: ctx->key holds the
  * answer to go by; NGX_AGAIN: a subrequest asks the sidecar and
- * ngx_http_trueport_keycache_answer() takes over once it is done.
+ * ngx_http_trueport_keycache_answer() takes over once it is done;
+ * NGX_BUSY: the client is over trueport_key_miss_limit (ctx->rl_retry).
  */
 
 /*
@@ -126,10 +132,12 @@ ngx_int_t
 ngx_http_trueport_keycache_lookup(ngx_http_request_t *r,
     ngx_http_trueport_ctx_t *ctx, ngx_str_t *key)
 {
+    uint32_t                        h;
     ngx_int_t                       rc;
     ngx_msec_t                      now, limit;
     ngx_msec_int_t                  age;
     ngx_uint_t                      fresh, stale, refresh, claim, flags;
+    ngx_uint_t                      walked, unknown;
     ngx_http_request_t             *sr;
     ngx_http_post_subrequest_t     *ps;
     ngx_http_trueport_zone_t       *zone;
@@ -145,21 +153,30 @@ ngx_http_trueport_keycache_lookup(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    h = ngx_http_trueport_keycache_hash32(zone->sh, ctx->hash, ctx->provider);
+
     now = ngx_current_msec;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    kn = ngx_http_trueport_keycache_find_locked(zone->sh, ctx->hash,
-                                                ctx->provider);
+    kn = ngx_http_trueport_keycache_find_locked(zone->sh, h, ctx->hash,
+                                                ctx->provider, &walked);
     if (kn == NULL) {
         ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "trueport key cache: %ui nodes walked", walked);
+
+        unknown = 1;
         goto miss;
     }
 
     if (now - kn->used >= NGX_HTTP_TRUEPORT_LRU_DELAY) {
         kn->used = now;
         ngx_queue_remove(&kn->queue);
-        ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
+        ngx_queue_insert_head(kn->status == TP_KEY_UNKNOWN
+                              ? &zone->sh->neg_queue : &zone->sh->queue,
+                              &kn->queue);
     }
 
     age = (ngx_msec_int_t) (now - kn->fetched);
@@ -210,6 +227,11 @@ ngx_http_trueport_keycache_lookup(ngx_http_request_t *r,
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
+    /* the chain's length, for the tests: the buckets are keyed */
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "trueport key cache: %ui nodes walked", walked);
+
     ctx->age = age;
 
     if (fresh || stale) {
@@ -241,7 +263,23 @@ ngx_http_trueport_keycache_lookup(ngx_http_request_t *r,
 
     ctx->have_stale = ((ngx_msec_t) age < tmcf->cache_stale);
 
+    unknown = (ctx->key.status == TP_KEY_UNKNOWN);
+
 miss:
+
+    /*
+     * A key the cache knows nothing good about costs the sidecar a lookup:
+     * the client's address pays for it (refunded if the key is known);
+     * a known key, even one too old to go by, never waits on the limit.
+     */
+
+    if (unknown) {
+        rc = ngx_http_trueport_misslimit(r, ctx);
+
+        if (rc == NGX_BUSY || rc == NGX_ERROR) {
+            return rc;
+        }
+    }
 
     ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
     if (ps == NULL) {
@@ -310,6 +348,10 @@ ngx_http_trueport_keycache_answer(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "trueport: invalid key lookup answer: %s", err);
         goto failed;
+    }
+
+    if (ctx->miss_charged && answer->status != TP_KEY_UNKNOWN) {
+        ngx_http_trueport_misslimit_refund(r, ctx);
     }
 
     /* a full zone is logged by the allocator; the request goes on */
@@ -549,28 +591,40 @@ ngx_http_trueport_answer_of(ngx_http_request_t *sr, ngx_int_t rc,
 }
 
 
+/*
+ * The bucket of a key: SipHash under the zone's secret over the key's
+ * SHA-256 and the provider.  The SHA-256 alone would let anyone make keys
+ * for one bucket, offline, and have every lookup walk their chain under
+ * the mutex all the workers share.
+ */
+
 static uint32_t
-ngx_http_trueport_keycache_hash32(u_char *hash, ngx_uint_t provider)
+ngx_http_trueport_keycache_hash32(ngx_http_trueport_shctx_t *sh, u_char *hash,
+    ngx_uint_t provider)
 {
-    uint32_t  h;
+    u_char  in[NGX_HTTP_TRUEPORT_HASH_LEN + 1];
 
-    ngx_memcpy(&h, hash, sizeof(uint32_t));
+    ngx_memcpy(in, hash, NGX_HTTP_TRUEPORT_HASH_LEN);
+    in[NGX_HTTP_TRUEPORT_HASH_LEN] = (u_char) provider;
 
-    return h ^ (uint32_t) provider;
+    return ngx_http_trueport_hash(sh, in, sizeof(in));
 }
 
 
 static ngx_http_trueport_key_node_t *
 ngx_http_trueport_keycache_find_locked(ngx_http_trueport_shctx_t *sh,
-    u_char *hash, ngx_uint_t provider)
+    uint32_t h, u_char *hash, ngx_uint_t provider, ngx_uint_t *walked)
 {
-    uint32_t                       h;
+    ngx_uint_t                     n_walked;
     ngx_http_trueport_hnode_t     *n;
     ngx_http_trueport_key_node_t  *kn;
 
-    h = ngx_http_trueport_keycache_hash32(hash, provider);
+    kn = NULL;
+    n_walked = 0;
 
     for (n = ngx_http_trueport_hash_first(&sh->keys, h); n; n = n->next) {
+
+        n_walked++;
 
         if (n->hash != h) {
             continue;
@@ -581,11 +635,36 @@ ngx_http_trueport_keycache_find_locked(ngx_http_trueport_shctx_t *sh,
         if (kn->provider == provider
             && ngx_memcmp(hash, kn->hash, NGX_HTTP_TRUEPORT_HASH_LEN) == 0)
         {
-            return kn;
+            break;
         }
+
+        kn = NULL;
     }
 
-    return NULL;
+    if (walked) {
+        *walked = n_walked;
+    }
+
+    return kn;
+}
+
+
+/* unlinks and frees an entry; the counters follow its kind */
+
+static void
+ngx_http_trueport_keycache_free_locked(ngx_http_trueport_zone_t *zone,
+    ngx_http_trueport_key_node_t *kn)
+{
+    ngx_queue_remove(&kn->queue);
+    ngx_http_trueport_hash_delete(&zone->sh->keys, &kn->hnode);
+
+    if (kn->status == TP_KEY_UNKNOWN) {
+        zone->sh->neg_entries--;
+    }
+
+    zone->sh->entries--;
+
+    ngx_slab_free_locked(zone->shpool, kn);
 }
 
 
@@ -642,48 +721,78 @@ ngx_http_trueport_keycache_store(ngx_http_trueport_main_conf_t *tmcf,
 {
     u_char                        *p;
     size_t                         len, size;
+    uint32_t                       h;
+    ngx_uint_t                     negative;
     ngx_http_trueport_zone_t      *zone;
     ngx_http_trueport_key_node_t  *kn;
 
     zone = tmcf->shm_zone->data;
 
     len = answer->env_len + answer->credential_len + answer->endpoint_len;
+    negative = (answer->status == TP_KEY_UNKNOWN);
+
+    h = ngx_http_trueport_keycache_hash32(zone->sh, hash, provider);
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    kn = ngx_http_trueport_keycache_find_locked(zone->sh, hash, provider);
+    kn = ngx_http_trueport_keycache_find_locked(zone->sh, h, hash, provider,
+                                                NULL);
 
     if (kn && kn->size < len) {
-        ngx_queue_remove(&kn->queue);
-        ngx_http_trueport_hash_delete(&zone->sh->keys, &kn->hnode);
-        ngx_slab_free_locked(zone->shpool, kn);
-        zone->sh->entries--;
-
+        ngx_http_trueport_keycache_free_locked(zone, kn);
         kn = NULL;
     }
 
     if (kn == NULL) {
+
+        /*
+         * Unknown keys are anybody's to send: their entries make room
+         * among themselves, the least recently used first, and take no
+         * more than their share of the zone from the known keys.
+         */
+
+        while (negative && zone->sh->neg_entries >= zone->negative_max) {
+            if (ngx_http_trueport_keycache_expire_locked(tmcf, 1, 1) == 0) {
+                break;
+            }
+        }
+
         size = offsetof(ngx_http_trueport_key_node_t, data) + len;
 
-        kn = ngx_http_trueport_zone_alloc_locked(tmcf, size, 0);
+        kn = ngx_http_trueport_zone_alloc_locked(tmcf, size,
+                 negative ? NGX_HTTP_TRUEPORT_ALLOC_NEGATIVE
+                          : NGX_HTTP_TRUEPORT_ALLOC_KEY);
         if (kn == NULL) {
             ngx_shmtx_unlock(&zone->shpool->mutex);
             return NGX_ERROR;
         }
 
-        kn->hnode.hash = ngx_http_trueport_keycache_hash32(hash, provider);
+        kn->hnode.hash = h;
         kn->size = (u_short) len;
         kn->provider = (u_char) provider;
         ngx_memcpy(kn->hash, hash, NGX_HTTP_TRUEPORT_HASH_LEN);
 
         ngx_http_trueport_hash_insert(&zone->sh->keys, &kn->hnode);
         zone->sh->entries++;
+        zone->sh->neg_entries += negative;
 
     } else {
         ngx_queue_remove(&kn->queue);
+
+        /* a key deleted or created since: the entry changes queues */
+
+        if (negative != (kn->status == TP_KEY_UNKNOWN)) {
+            if (negative) {
+                zone->sh->neg_entries++;
+
+            } else {
+                zone->sh->neg_entries--;
+            }
+        }
     }
 
-    ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
+    ngx_queue_insert_head(negative ? &zone->sh->neg_queue : &zone->sh->queue,
+                          &kn->queue);
     kn->used = ngx_current_msec;
 
     kn->status = (u_char) answer->status;
@@ -715,14 +824,18 @@ static void
 ngx_http_trueport_keycache_unflag(ngx_http_trueport_main_conf_t *tmcf,
     u_char *hash, ngx_uint_t provider)
 {
+    uint32_t                       h;
     ngx_http_trueport_zone_t      *zone;
     ngx_http_trueport_key_node_t  *kn;
 
     zone = tmcf->shm_zone->data;
 
+    h = ngx_http_trueport_keycache_hash32(zone->sh, hash, provider);
+
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    kn = ngx_http_trueport_keycache_find_locked(zone->sh, hash, provider);
+    kn = ngx_http_trueport_keycache_find_locked(zone->sh, h, hash, provider,
+                                                NULL);
 
     if (kn) {
         kn->refreshing = 0;
@@ -736,16 +849,17 @@ ngx_http_trueport_keycache_unflag(ngx_http_trueport_main_conf_t *tmcf,
  * force == 0 frees the entries at the tail of the LRU queue that are past
  *            the stale limit, which nobody may go by any more;
  * force == 1 frees the least recently used entry whatever its age, and
- *            the expired ones behind it.
+ *            the expired ones behind it;
+ * negative:  of the unknown keys' queue, or else of the known keys'.
  */
 
 ngx_uint_t
 ngx_http_trueport_keycache_expire_locked(ngx_http_trueport_main_conf_t *tmcf,
-    ngx_uint_t force)
+    ngx_uint_t force, ngx_uint_t negative)
 {
     ngx_uint_t                     freed;
     ngx_msec_t                     now;
-    ngx_queue_t                   *q;
+    ngx_queue_t                   *q, *queue;
     ngx_msec_int_t                 age;
     ngx_http_trueport_zone_t      *zone;
     ngx_http_trueport_key_node_t  *kn;
@@ -753,13 +867,15 @@ ngx_http_trueport_keycache_expire_locked(ngx_http_trueport_main_conf_t *tmcf,
     zone = tmcf->shm_zone->data;
     now = ngx_current_msec;
 
+    queue = negative ? &zone->sh->neg_queue : &zone->sh->queue;
+
     for (freed = 0; freed < NGX_HTTP_TRUEPORT_EXPIRE_MAX; freed++) {
 
-        if (ngx_queue_empty(&zone->sh->queue)) {
+        if (ngx_queue_empty(queue)) {
             break;
         }
 
-        q = ngx_queue_last(&zone->sh->queue);
+        q = ngx_queue_last(queue);
 
         kn = ngx_queue_data(q, ngx_http_trueport_key_node_t, queue);
 
@@ -773,11 +889,7 @@ ngx_http_trueport_keycache_expire_locked(ngx_http_trueport_main_conf_t *tmcf,
 
         force = 0;
 
-        ngx_queue_remove(q);
-        ngx_http_trueport_hash_delete(&zone->sh->keys, &kn->hnode);
-        ngx_slab_free_locked(zone->shpool, kn);
-
-        zone->sh->entries--;
+        ngx_http_trueport_keycache_free_locked(zone, kn);
     }
 
     return freed;

@@ -23,7 +23,7 @@ static ngx_int_t ngx_http_trueport_init_process(ngx_cycle_t *cycle);
 static ngx_command_t  ngx_http_trueport_commands[] = {
 
     { ngx_string("trueport_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
       ngx_http_trueport_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -113,6 +113,13 @@ static ngx_command_t  ngx_http_trueport_commands[] = {
       offsetof(ngx_http_trueport_main_conf_t, cache_negative),
       NULL },
 
+    { ngx_string("trueport_key_miss_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_trueport_miss_limit,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -178,6 +185,7 @@ ngx_http_trueport_create_main_conf(ngx_conf_t *cf)
     tmcf->cache_valid = NGX_CONF_UNSET_MSEC;
     tmcf->cache_stale = NGX_CONF_UNSET_MSEC;
     tmcf->cache_negative = NGX_CONF_UNSET_MSEC;
+    tmcf->miss_limit = NGX_CONF_UNSET_UINT;
     tmcf->request_id_index = NGX_ERROR;
 
     return tmcf;
@@ -199,6 +207,20 @@ ngx_http_trueport_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(tmcf->cache_valid, 1000);
     ngx_conf_init_msec_value(tmcf->cache_stale, 300000);
     ngx_conf_init_msec_value(tmcf->cache_negative, 5000);
+
+    /*
+     * Lookups of keys the cache has nothing good for, per client address:
+     * 20 at once, then one every 3 s.  A client with a mistyped or
+     * revoked key retries it at most once per trueport_cache_negative (5 s
+     * by default: 12 a minute); an office behind one address that rolls
+     * out new keys has them refunded; a stranger trying random keys gets
+     * 20 a minute instead of as many as it can send.
+     */
+
+    if (tmcf->miss_limit == NGX_CONF_UNSET_UINT) {
+        tmcf->miss_limit = 20;
+        tmcf->miss_period = 60000;
+    }
 
     if (tmcf->cache_valid == 0) {
         return "\"trueport_cache_valid\" must be more than 0";

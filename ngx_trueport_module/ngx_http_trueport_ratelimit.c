@@ -23,7 +23,7 @@
 
 
 typedef struct {
-    ngx_http_trueport_hnode_t    hnode;          /* hash: crc32 of key_id */
+    ngx_http_trueport_hnode_t    hnode;          /* hash: of key_id */
     ngx_queue_t                  queue;
     ngx_msec_t                   used;           /* moved in the queue */
     uint64_t                     tat;
@@ -46,7 +46,7 @@ ngx_http_trueport_ratelimit(ngx_http_request_t *r,
 {
     size_t                          size;
     uint32_t                        hash;
-    uint64_t                        now, tat, next, interval, burst, wait;
+    uint64_t                        now, tat, interval, burst, wait;
     ngx_int_t                       rc;
     ngx_uint_t                      rpm, remaining;
     ngx_http_trueport_zone_t       *zone;
@@ -70,7 +70,7 @@ ngx_http_trueport_ratelimit(ngx_http_request_t *r,
 
     burst = interval * rpm;
 
-    hash = ngx_crc32_short(ctx->key.key_id, TP_UUID_LEN);
+    hash = ngx_http_trueport_hash(zone->sh, ctx->key.key_id, TP_UUID_LEN);
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -82,7 +82,8 @@ ngx_http_trueport_ratelimit(ngx_http_request_t *r,
     if (rl == NULL) {
         size = sizeof(ngx_http_trueport_rl_node_t);
 
-        rl = ngx_http_trueport_zone_alloc_locked(tmcf, size, 1);
+        rl = ngx_http_trueport_zone_alloc_locked(
+                 tmcf, size, NGX_HTTP_TRUEPORT_ALLOC_LIMITER);
         if (rl == NULL) {
             ngx_shmtx_unlock(&zone->shpool->mutex);
             return NGX_DECLINED;
@@ -104,21 +105,11 @@ ngx_http_trueport_ratelimit(ngx_http_request_t *r,
         ngx_queue_insert_head(&zone->sh->rl_queue, &rl->queue);
     }
 
+    rc = ngx_http_trueport_gcra(&rl->tat, now, interval, burst, &wait);
+
     tat = ngx_max(rl->tat, now);
-    next = tat + interval;
-
-    if (next - now > burst) {
-        wait = next - burst - now;
-        remaining = 0;
-        rc = NGX_BUSY;
-
-    } else {
-        rl->tat = next;
-        tat = next;
-        wait = 0;
-        remaining = (ngx_uint_t) ((burst - (next - now)) / interval);
-        rc = NGX_OK;
-    }
+    remaining = (rc == NGX_OK) ? (ngx_uint_t) ((burst - (tat - now)) / interval)
+                               : 0;
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -133,6 +124,33 @@ ngx_http_trueport_ratelimit(ngx_http_request_t *r,
                    rpm, remaining, ctx->rl_reset, ctx->rl_retry);
 
     return rc;
+}
+
+
+/*
+ * One request against a GCRA state: NGX_OK, and *tat moved on by one
+ * interval; or NGX_BUSY, *tat as it was and *wait the microseconds until
+ * one more is admitted.  burst: interval times the requests a full bucket
+ * lets through at once.
+ */
+
+ngx_int_t
+ngx_http_trueport_gcra(uint64_t *tat, uint64_t now, uint64_t interval,
+    uint64_t burst, uint64_t *wait)
+{
+    uint64_t  next;
+
+    next = ngx_max(*tat, now) + interval;
+
+    if (next - now > burst) {
+        *wait = next - burst - now;
+        return NGX_BUSY;
+    }
+
+    *tat = next;
+    *wait = 0;
+
+    return NGX_OK;
 }
 
 

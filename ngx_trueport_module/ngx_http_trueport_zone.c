@@ -7,10 +7,20 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <openssl/rand.h>
 #include "ngx_http_trueport.h"
 
 
 #define NGX_HTTP_TRUEPORT_ZONE_MIN_PAGES  8
+
+/*
+ * The bounds on what strangers can make the zone hold, unless
+ * trueport_zone says otherwise: unknown keys' entries (a 256-byte slab
+ * chunk each) in a quarter of the zone, client addresses (64 bytes each)
+ * in a sixteenth of it.
+ */
+#define NGX_HTTP_TRUEPORT_NEGATIVE_SHARE  (4 * 256)
+#define NGX_HTTP_TRUEPORT_CLIENTS_SHARE   (16 * 64)
 
 
 
@@ -25,7 +35,9 @@ ngx_http_trueport_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     u_char                    *p;
     ssize_t                    size;
+    ngx_int_t                  n;
     ngx_str_t                 *value, name, s;
+    ngx_uint_t                 i, negative, clients;
     ngx_shm_zone_t            *shm_zone;
     ngx_http_trueport_zone_t  *zone;
 
@@ -73,10 +85,49 @@ ngx_http_trueport_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    negative = 0;
+    clients = 0;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "negative=", 9) == 0) {
+            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
+            if (n <= 0) {
+                goto invalid;
+            }
+
+            negative = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "clients=", 8) == 0) {
+            n = ngx_atoi(value[i].data + 8, value[i].len - 8);
+            if (n <= 0) {
+                goto invalid;
+            }
+
+            clients = n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
     zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_trueport_zone_t));
     if (zone == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    if (negative == 0) {
+        negative = (size_t) size / NGX_HTTP_TRUEPORT_NEGATIVE_SHARE;
+    }
+
+    if (clients == 0) {
+        clients = (size_t) size / NGX_HTTP_TRUEPORT_CLIENTS_SHARE;
+    }
+
+    zone->negative_max = negative;
+    zone->clients_max = clients;
 
     shm_zone = ngx_shared_memory_add(cf, &name, size,
                                      &ngx_http_trueport_module);
@@ -97,6 +148,12 @@ ngx_http_trueport_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     tmcf->shm_zone = shm_zone;
 
     return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
 }
 
 
@@ -144,17 +201,36 @@ ngx_http_trueport_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     zone->sh->keys.buckets = ngx_slab_calloc(zone->shpool, n * sizeof(void *));
     zone->sh->rl.buckets = ngx_slab_calloc(zone->shpool, n * sizeof(void *));
+    zone->sh->ml.buckets = ngx_slab_calloc(zone->shpool, n * sizeof(void *));
 
-    if (zone->sh->keys.buckets == NULL || zone->sh->rl.buckets == NULL) {
+    if (zone->sh->keys.buckets == NULL || zone->sh->rl.buckets == NULL
+        || zone->sh->ml.buckets == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    /*
+     * The buckets' secret, made once, here, before any worker starts; a
+     * reload goes on with the old zone and with it (above).  Without it
+     * the zone would be open to colliding keys: no zone then.
+     */
+
+    if (RAND_bytes(zone->sh->hash_key, TP_SIPHASH_KEY_LEN) != 1) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "trueport zone \"%V\": RAND_bytes() failed, no key "
+                      "for its hash tables", &shm_zone->shm.name);
         return NGX_ERROR;
     }
 
     zone->sh->magic = NGX_HTTP_TRUEPORT_ZONE_MAGIC;
     zone->sh->keys.mask = n - 1;
     zone->sh->rl.mask = n - 1;
+    zone->sh->ml.mask = n - 1;
 
     ngx_queue_init(&zone->sh->queue);
+    ngx_queue_init(&zone->sh->neg_queue);
     ngx_queue_init(&zone->sh->rl_queue);
+    ngx_queue_init(&zone->sh->ml_queue);
 
     zone->sh->created = ngx_time();
 
@@ -185,6 +261,19 @@ check:
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The hash of a table's key, under the zone's secret: read without the
+ * mutex, it is written once before the workers start.
+ */
+
+uint32_t
+ngx_http_trueport_hash(ngx_http_trueport_shctx_t *sh, const void *data,
+    size_t len)
+{
+    return (uint32_t) tp_siphash24(sh->hash_key, data, len);
 }
 
 
@@ -231,6 +320,8 @@ ngx_http_trueport_zone_stats(ngx_shm_zone_t *shm_zone,
 
     st->free_pages = zone->shpool->pfree;
     st->entries = zone->sh->entries;
+    st->neg_entries = zone->sh->neg_entries;
+    st->ml_entries = zone->sh->ml_entries;
     st->created = zone->sh->created;
     st->sidecar = zone->sh->sidecar;
 
@@ -266,16 +357,19 @@ ngx_http_trueport_sidecar_report(ngx_shm_zone_t *shm_zone, ngx_uint_t status)
 
 
 /*
- * Allocation for the key cache and the limiter, which share the zone.
+ * Allocation for the key cache and the limiters, which share the zone.
  * When the slab is full, entries nobody may use any more go first (the
- * expired ones at the tails of the LRU queues), then the least recently
- * used, one at a time, of the same kind first: slab pages are kept per
- * size class, and a chunk of another class set free need not help.
+ * expired ones at the tails of the LRU queues), then unknown keys' entries
+ * (asking again for one costs nobody anything but a lookup), then the
+ * least recently used of the same kind, one at a time: slab pages are kept
+ * per size class, and a chunk of another class set free need not help.
+ * What strangers make the zone hold (unknown keys, client addresses) is
+ * never allocated at the expense of a known key or its limiter.
  */
 
 void *
 ngx_http_trueport_zone_alloc_locked(ngx_http_trueport_main_conf_t *tmcf,
-    size_t size, ngx_uint_t limiter)
+    size_t size, ngx_uint_t kind)
 {
     void                      *p;
     ngx_uint_t                 freed;
@@ -288,8 +382,10 @@ ngx_http_trueport_zone_alloc_locked(ngx_http_trueport_main_conf_t *tmcf,
         return p;
     }
 
-    freed = ngx_http_trueport_keycache_expire_locked(tmcf, 0)
-            + ngx_http_trueport_ratelimit_expire_locked(tmcf, 0);
+    freed = ngx_http_trueport_keycache_expire_locked(tmcf, 0, 1)
+            + ngx_http_trueport_keycache_expire_locked(tmcf, 0, 0)
+            + ngx_http_trueport_ratelimit_expire_locked(tmcf, 0)
+            + ngx_http_trueport_misslimit_expire_locked(tmcf, 0);
 
     if (freed) {
         p = ngx_slab_alloc_locked(zone->shpool, size);
@@ -300,18 +396,35 @@ ngx_http_trueport_zone_alloc_locked(ngx_http_trueport_main_conf_t *tmcf,
 
     for ( ;; ) {
 
-        if (limiter) {
-            freed = ngx_http_trueport_ratelimit_expire_locked(tmcf, 1);
+        freed = ngx_http_trueport_keycache_expire_locked(tmcf, 1, 1);
 
-            if (freed == 0) {
-                freed = ngx_http_trueport_keycache_expire_locked(tmcf, 1);
-            }
+        if (freed == 0) {
 
-        } else {
-            freed = ngx_http_trueport_keycache_expire_locked(tmcf, 1);
+            switch (kind) {
 
-            if (freed == 0) {
+            case NGX_HTTP_TRUEPORT_ALLOC_NEGATIVE:
+                break;
+
+            case NGX_HTTP_TRUEPORT_ALLOC_CLIENT:
+                freed = ngx_http_trueport_misslimit_expire_locked(tmcf, 1);
+                break;
+
+            case NGX_HTTP_TRUEPORT_ALLOC_LIMITER:
                 freed = ngx_http_trueport_ratelimit_expire_locked(tmcf, 1);
+
+                if (freed == 0) {
+                    freed = ngx_http_trueport_keycache_expire_locked(tmcf, 1,
+                                                                      0);
+                }
+
+                break;
+
+            default: /* NGX_HTTP_TRUEPORT_ALLOC_KEY */
+                freed = ngx_http_trueport_keycache_expire_locked(tmcf, 1, 0);
+
+                if (freed == 0) {
+                    freed = ngx_http_trueport_ratelimit_expire_locked(tmcf, 1);
+                }
             }
         }
 
@@ -325,9 +438,16 @@ ngx_http_trueport_zone_alloc_locked(ngx_http_trueport_main_conf_t *tmcf,
         }
     }
 
-    ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                  "trueport: could not allocate %uz bytes, nothing left "
-                  "to free%s", size, zone->shpool->log_ctx);
+    /* a stranger's entry that does not fit is the caller's to report:
+     * here, one alert per unknown key would be the stranger's to write */
+
+    if (kind == NGX_HTTP_TRUEPORT_ALLOC_KEY
+        || kind == NGX_HTTP_TRUEPORT_ALLOC_LIMITER)
+    {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "trueport: could not allocate %uz bytes, nothing left "
+                      "to free%s", size, zone->shpool->log_ctx);
+    }
 
     return NULL;
 }

@@ -36,8 +36,10 @@ gw_env(
                                   negative => '1s'),
     GW_HTTP_REFRESH => gw_http_config(refresh => '300ms', valid => '1h'),
     GW_HTTP_STALE => gw_http_config(stale => '2s'),
+    # 401 unknown keys from one address: no key miss limit here
     GW_HTTP_SMALL => gw_http_config(zone => '32k', refresh => '1h',
-                                    valid => '1h', negative => '1h'),
+                                    valid => '1h', negative => '1h',
+                                    miss_limit => 'off'),
     GW_HOLE => gw_locations(resolve_to => '127.0.0.1:' . $HOLE->sockport,
                             resolve_timeout => '1s'),
 );

@@ -36,14 +36,18 @@ sub _random_key {
 }
 
 
-# The http{}-level lines: the zone and the cache timings.
+# The http{}-level lines: the zone ("zone_params": e.g. "negative=50"),
+# the cache timings and "miss_limit" (trueport_key_miss_limit).
 sub gw_http_config {
     my (%o) = @_;
     my $zone = $o{zone} // '1m';
-    my $c = "    trueport_zone zone=tp:$zone;\n";
+    my $params = defined $o{zone_params} ? " $o{zone_params}" : '';
+    my $c = "    trueport_zone zone=tp:$zone$params;\n";
     for my $d (qw(refresh valid stale negative)) {
         $c .= "    trueport_cache_$d $o{$d};\n" if defined $o{$d};
     }
+    $c .= "    trueport_key_miss_limit $o{miss_limit};\n"
+        if defined $o{miss_limit};
     return $c;
 }
 
