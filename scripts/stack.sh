@@ -9,6 +9,7 @@ RUN=${TRUEPORT_RUN_DIR:-$ROOT/run}
 PG_PORT=${TRUEPORT_PG_PORT:-15432}
 HTTP_LISTEN=${TRUEPORT_HTTP_LISTEN:-127.0.0.1:8080}
 SIDECAR_ADDR=${TRUEPORT_SIDECAR_ADDR:-127.0.0.1:8081}
+SIDECAR_INTERNAL_ADDR=${TRUEPORT_SIDECAR_INTERNAL_ADDR:-127.0.0.1:8082}
 
 # Postgres runs as the postgres user, which must reach its folder: when the
 # project sits under a private home, keep the cluster in /var/tmp instead.
@@ -73,6 +74,7 @@ S
 
     dsn="host=$pgd/sock port=$PG_PORT user=postgres dbname=trueport"
     export TRUEPORT_DATABASE_URL=$dsn TRUEPORT_LISTEN=$SIDECAR_ADDR \
+        TRUEPORT_INTERNAL_LISTEN=$SIDECAR_INTERNAL_ADDR \
         TRUEPORT_MIGRATIONS=$ROOT/migrations \
         TRUEPORT_DEV_MODE=${TRUEPORT_DEV_MODE:-1} \
         TRUEPORT_SPOOL_DIR=$RUN/spool
@@ -85,6 +87,7 @@ S
         || { tail "$RUN/logs/sidecar.log"; stop_all; exit 1; }
 
     TRUEPORT_HTTP_LISTEN=$HTTP_LISTEN TRUEPORT_SIDECAR_ADDR=$SIDECAR_ADDR \
+        TRUEPORT_SIDECAR_INTERNAL_ADDR=$SIDECAR_INTERNAL_ADDR \
         "$ROOT/scripts/render-conf.pl" "$RUN/nginx/conf"
     write_nginx_conf "$RUN/nginx" "$RUN/nginx/conf"
     "$NGINX_BIN" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" \
