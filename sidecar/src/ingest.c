@@ -523,8 +523,14 @@ bad:
         yajl_tree_free(v);
     }
     b->rejected++;
-    log_warn("msg=\"ingest: rejected spool line\" line=\"%.*s\"",
-             (int) (len > 200 ? 200 : len), line);
+    {
+        char head[201], esc[820];
+
+        memcpy(head, line, len > 200 ? 200 : len);
+        head[len > 200 ? 200 : len] = '\0';
+        log_warn("msg=\"ingest: rejected spool line\" line=\"%s\"",
+                 log_escape(head, esc, sizeof(esc)));
+    }
     return -1;
 }
 
@@ -534,6 +540,7 @@ pq_ok(PGconn *c, PGresult *res, const char *what)
 {
     ExecStatusType st = PQresultStatus(res);
     int            ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    char           esc[512];
 
     if (!ok) {
         pthread_mutex_lock(&stats_lock);
@@ -546,7 +553,7 @@ pq_ok(PGconn *c, PGresult *res, const char *what)
         }
         pthread_mutex_unlock(&stats_lock);
         log_warn("msg=\"ingest: %s failed\" error=\"%s\"", what,
-                 PQresultErrorMessage(res));
+                 log_escape(PQresultErrorMessage(res), esc, sizeof(esc)));
     }
     PQclear(res);
     return ok ? 0 : -1;
@@ -1090,8 +1097,11 @@ ingest_main(void *arg)
                              PQgetvalue(res, 0, 0));
                 }
             } else {
+                char esc[512];
+
                 log_warn("msg=\"retention sweep failed\" error=\"%s\"",
-                         PQresultErrorMessage(res));
+                         log_escape(PQresultErrorMessage(res), esc,
+                                    sizeof(esc)));
             }
             PQclear(res);
         }

@@ -384,7 +384,7 @@ static int
 deliver_one(PGconn *c)
 {
     const char *p[2];
-    char        err[256];
+    char        err[256], esc[512];
     PGresult   *res, *upd;
     size_t      len;
     char       *msg;
@@ -426,7 +426,7 @@ deliver_one(PGconn *c)
                               " WHERE id = $1", 1, NULL, p, NULL, NULL, 0);
     } else {
         log_warn("msg=\"mail delivery failed\" outbox_id=%s error=\"%s\"",
-                 p[0], err);
+                 p[0], log_escape(err, esc, sizeof(esc)));
         /* 1, 2, 4, 8 minutes */
         upd = PQexecParams(c, "UPDATE outbox SET attempts = attempts + 1,"
                               " last_error = $2, next_attempt_at = now()"
@@ -450,7 +450,7 @@ mail_thread(void *unused)
 {
     struct timespec ts;
     PGconn         *c = NULL;
-    char            err[256];
+    char            err[256], esc[512];
     sigset_t        set;
 
     (void) unused;
@@ -470,7 +470,7 @@ mail_thread(void *unused)
             c = db_connect_once(cfg.database_url, err, sizeof(err));
             if (c == NULL) {
                 log_warn("msg=\"mail: database unavailable\" error=\"%s\"",
-                         err);
+                         log_escape(err, esc, sizeof(esc)));
             }
         }
         if (c != NULL) {
