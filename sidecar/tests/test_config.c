@@ -119,7 +119,8 @@ test_config(void)
 
     const char *token[] = { "TRUEPORT_JWT_SECRET", SECRET,
                             "TRUEPORT_MASTER_KEY", KEY64,
-                            "TRUEPORT_INTERNAL_TOKEN", "0123456789abcde", NULL };
+                            "TRUEPORT_INTERNAL_TOKEN", "0123456789abcde",
+                            NULL };
     ok(load(token, err, sizeof(err)) == 0
        && config_check_serve(err, sizeof(err)) != 0,
        "config: a 15-character internal token refused");

@@ -317,7 +317,7 @@ login_forget(req_t *r, const char *email, int every_address)
 }
 
 
-/* ---- the per-account budget --------------------------------------------- */
+/* ---- the per-account budget ----------------------------------------- */
 
 /* The attempt that spends the budget says so in the log when it ends
  * without success (no email: the request line has the client). */
@@ -453,7 +453,7 @@ account_forget(req_t *r, const char *email)
 }
 
 
-/* ---- scrypt, bounded ------------------------------------------------------ */
+/* ---- scrypt, bounded ------------------------------------------------ */
 
 /* One of the scrypt slots (password.c) for this request, or 503 with
  * Retry-After: 1 when every slot is busy: the other threads stay free for
