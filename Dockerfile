@@ -31,6 +31,7 @@ COPY scripts/render-conf.pl scripts/docker-entrypoint.sh scripts/supervise.sh \
      /usr/local/bin/
 
 ENV TRUEPORT_LISTEN=127.0.0.1:8081 \
+    TRUEPORT_INTERNAL_LISTEN=127.0.0.1:8082 \
     TRUEPORT_HTTP_LISTEN=0.0.0.0:8080 \
     TRUEPORT_MIGRATIONS=/usr/share/trueport/migrations
 EXPOSE 8080

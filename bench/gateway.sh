@@ -86,6 +86,7 @@ WORK=$(mktemp -d /tmp/trueport-bench.XXXXXX)
 chmod 755 "$WORK"
 PG_PORT=$(free_port)
 SC_PORT=$(free_port)
+SC_INTERNAL_PORT=$(free_port)
 MOCK_PORT=$(free_port)
 BASE_PORT=$(free_port)
 GW_PORT=$(free_port)
@@ -134,6 +135,7 @@ export TRUEPORT_JWT_SECRET=$(rand_hex 32) TRUEPORT_MASTER_KEY=$(rand_hex 32)
 export TRUEPORT_INTERNAL_TOKEN=$(rand_hex 16)
 export TRUEPORT_MIGRATIONS=$ROOT/migrations TRUEPORT_DEV_MODE=0
 export TRUEPORT_LISTEN=127.0.0.1:$SC_PORT TRUEPORT_SPOOL_DIR=$WORK/spool
+export TRUEPORT_INTERNAL_LISTEN=127.0.0.1:$SC_INTERNAL_PORT
 export TRUEPORT_LOG_LEVEL=warn
 "$BUILD/trueport-sidecar" migrate >/dev/null
 mkdir -p "$WORK/spool"
@@ -326,6 +328,11 @@ $1
         keepalive 32;
     }
 
+    upstream trueport_sidecar_internal {
+        server 127.0.0.1:$SC_INTERNAL_PORT;
+        keepalive 32;
+    }
+
     server {
         listen 127.0.0.1:$GW_PORT;
 
@@ -335,7 +342,7 @@ $1
 
         location = /_trueport/policies {
             internal;
-            proxy_pass http://trueport_sidecar/internal/v1/policies\$is_args\$args;
+            proxy_pass http://trueport_sidecar_internal/internal/v1/policies\$is_args\$args;
             proxy_pass_request_body off;
             proxy_pass_request_headers off;
             proxy_http_version 1.1;
@@ -351,7 +358,7 @@ $1
 
         location = /_trueport/resolve {
             internal;
-            proxy_pass http://trueport_sidecar/internal/v1/keys/resolve\$is_args\$args;
+            proxy_pass http://trueport_sidecar_internal/internal/v1/keys/resolve\$is_args\$args;
             proxy_pass_request_body off;
             proxy_pass_request_headers off;
             proxy_http_version 1.1;

@@ -3,13 +3,15 @@
 # exported; everything stopped and removed at exit.
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
-# bench_begin: WORK, PORT (Postgres), SC_PORT (sidecar), the exit trap;
-# the caller sets SC to the sidecar's pid once it runs
+# bench_begin: WORK, PORT (Postgres), SC_PORT (sidecar), SC_INTERNAL_PORT
+# (its /internal/ listener), the exit trap; the caller sets SC to the
+# sidecar's pid once it runs
 bench_begin() {
     WORK=$(mktemp -d /tmp/trueport-bench.XXXXXX)
     chmod 755 "$WORK"
     PORT=$(free_port)
     SC_PORT=$(free_port)
+    SC_INTERNAL_PORT=$(free_port)
     SC=
     trap bench_cleanup EXIT
 }
@@ -31,5 +33,7 @@ bench_db() {
     export TRUEPORT_JWT_SECRET=bench-secret-0123456789abcdef0123456789
     export TRUEPORT_MASTER_KEY=$(rand_hex 32) TRUEPORT_MIGRATIONS=$ROOT/migrations
     export TRUEPORT_LISTEN=127.0.0.1:$SC_PORT TRUEPORT_LOG_LEVEL=warn
+    export TRUEPORT_INTERNAL_LISTEN=127.0.0.1:$SC_INTERNAL_PORT
+    export TRUEPORT_INTERNAL_TOKEN=$(rand_hex 16)
     "$BUILD/trueport-sidecar" migrate >/dev/null
 }

@@ -5,6 +5,9 @@
 #
 #   TRUEPORT_HTTP_LISTEN          listen address   (127.0.0.1:8080)
 #   TRUEPORT_SIDECAR_ADDR         sidecar server   (127.0.0.1:8081)
+#   TRUEPORT_SIDECAR_INTERNAL_ADDR
+#                                 the sidecar's /internal/ listener, its
+#                                 TRUEPORT_INTERNAL_LISTEN (127.0.0.1:8082)
 #   TRUEPORT_INTERNAL_TOKEN       the sidecar's token for /internal/ (needed)
 #   TRUEPORT_OPENAI_UPSTREAM      replaces https://api.openai.com/v1
 #   TRUEPORT_ANTHROPIC_UPSTREAM   replaces https://api.anthropic.com/v1
@@ -57,6 +60,7 @@ sub setting {
 
 my $listen  = setting('TRUEPORT_HTTP_LISTEN', '127.0.0.1:8080');
 my $sidecar = setting('TRUEPORT_SIDECAR_ADDR', '127.0.0.1:8081');
+my $internal = setting('TRUEPORT_SIDECAR_INTERNAL_ADDR', '127.0.0.1:8082');
 my $token   = setting('TRUEPORT_INTERNAL_TOKEN', undef)
     // die "$0: TRUEPORT_INTERNAL_TOKEN is not set (the sidecar's token for"
          . " /internal/)\n";
@@ -136,8 +140,11 @@ render('trueport.conf', sub {
 });
 
 render('sidecar-upstream.conf', sub {
-    s/^(\s*server\s+)[^\s;{]+/$1$sidecar/mg
-        or die "$0: no server in sidecar-upstream.conf\n";
+    s/^(upstream trueport_sidecar \{\n\s*server\s+)[^\s;{]+/$1$sidecar/m
+        or die "$0: no trueport_sidecar server in sidecar-upstream.conf\n";
+    s/^(upstream trueport_sidecar_internal \{\n\s*server\s+)[^\s;{]+/$1$internal/m
+        or die "$0: no trueport_sidecar_internal server in"
+             . " sidecar-upstream.conf\n";
 });
 
 render('trueport-proxy.conf', sub {});

@@ -13,6 +13,7 @@ RUN=${TRUEPORT_RUN_DIR:-$ROOT/run}
 PG_PORT=${TRUEPORT_PG_PORT:-15432}
 HTTP_LISTEN=${TRUEPORT_HTTP_LISTEN:-127.0.0.1:8080}
 SIDECAR_ADDR=${TRUEPORT_SIDECAR_ADDR:-127.0.0.1:8081}
+SIDECAR_INTERNAL_ADDR=${TRUEPORT_SIDECAR_INTERNAL_ADDR:-127.0.0.1:8082}
 # an existing database, or "" for the project-local Postgres
 DATABASE_URL=${TRUEPORT_DATABASE_URL:-}
 
@@ -95,6 +96,7 @@ S
     set +a
 
     export TRUEPORT_DATABASE_URL=$dsn TRUEPORT_LISTEN=$SIDECAR_ADDR \
+        TRUEPORT_INTERNAL_LISTEN=$SIDECAR_INTERNAL_ADDR \
         TRUEPORT_MIGRATIONS=$ROOT/migrations \
         TRUEPORT_DEV_MODE=${TRUEPORT_DEV_MODE:-1} \
         TRUEPORT_SPOOL_DIR=$RUN/spool
@@ -110,6 +112,7 @@ S
         || { tail "$RUN/logs/sidecar.log"; stop_all; exit 1; }
 
     TRUEPORT_HTTP_LISTEN=$HTTP_LISTEN TRUEPORT_SIDECAR_ADDR=$SIDECAR_ADDR \
+        TRUEPORT_SIDECAR_INTERNAL_ADDR=$SIDECAR_INTERNAL_ADDR \
         "$ROOT/scripts/render-conf.pl" "$RUN/nginx/conf"
     write_nginx_conf "$RUN/nginx" "$RUN/nginx/conf"
     "$NGINX_BIN" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" \

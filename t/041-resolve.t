@@ -1,7 +1,8 @@
-# The gateway's key lookup, GET /internal/v1/keys/resolve: only with the
-# internal token, never through nginx's public routes; found/unknown and
-# every status; the effective rpm; the tenant's decrypted credential;
-# last_used_at; 503 while Postgres is down.
+# The gateway's key lookup, GET /internal/v1/keys/resolve: only on the
+# sidecar's internal listener, with the internal token, never through
+# nginx's public routes; found/unknown and every status; the effective
+# rpm; the tenant's decrypted credential; last_used_at; 503 while Postgres
+# is down.
 use lib 't/lib';
 use Test::TruePort;
 use Test::More;
@@ -89,7 +90,7 @@ sub resolve {
                                            : $key_or_hash;
     my $q = join '&', (defined $h ? "hash=$h" : ()),
                       (defined $provider ? "provider=$provider" : ());
-    return sidecar_api(GET => "/internal/v1/keys/resolve?$q", undef,
+    return sidecar_internal_api(GET => "/internal/v1/keys/resolve?$q", undef,
                        { 'X-TruePort-Internal-Token' => $token // internal_token() });
 }
 
@@ -105,18 +106,24 @@ our $hash = sha256_hex($key);
 
 $r = resolve($key, 'openai');
 is($r->{status}, 200, 'with the internal token: 200');
-$r = sidecar_api(GET => "/internal/v1/keys/resolve?hash=$hash&provider=openai");
+$r = sidecar_internal_api(GET => "/internal/v1/keys/resolve?hash=$hash&provider=openai");
 is($r->{status}, 404, 'without the internal token: 404');
 like($r->{body}, qr/"code":"not_found"/, '... as if there were no such route');
 is(resolve($key, 'openai', 'wrong')->{status}, 404, 'a wrong internal token: 404');
 is(resolve($key, 'openai', internal_token() . 'x')->{status}, 404,
    'a longer internal token: 404');
-$r = sidecar_api(GET => "/internal/v1/keys/resolve?hash=$hash&provider=openai",
+$r = sidecar_internal_api(GET => "/internal/v1/keys/resolve?hash=$hash&provider=openai",
                  undef, { Authorization => 'Bearer ' . jwt({ sub => $T }) });
 is($r->{status}, 404, 'a bearer token is no substitute: 404');
-$r = sidecar_api(POST => "/internal/v1/keys/resolve?hash=$hash&provider=openai",
+$r = sidecar_internal_api(POST => "/internal/v1/keys/resolve?hash=$hash&provider=openai",
                  {}, { 'X-TruePort-Internal-Token' => internal_token() });
 is($r->{status}, 405, 'POST: 405');
+$r = sidecar_api(GET => "/internal/v1/keys/resolve?hash=$hash&provider=openai",
+                 undef, { 'X-TruePort-Internal-Token' => internal_token() });
+is($r->{status}, 404, "the API's listener does not serve it, token or not");
+like($r->{body}, qr/"code":"not_found"/, '... as if there were no such route');
+is(sidecar_internal_api(GET => '/health')->{status}, 404,
+   'and the internal listener serves nothing else');
 
 # -- bad input ---------------------------------------------------------------
 
@@ -337,7 +344,7 @@ X-TruePort-Internal-Token: guessed
 --- config
     location /t/resolve {
         proxy_set_header X-TruePort-Internal-Token $TEST_NGINX_INTERNAL_TOKEN;
-        proxy_pass http://trueport_sidecar/internal/v1/keys/resolve;
+        proxy_pass http://trueport_sidecar_internal/internal/v1/keys/resolve;
     }
 --- request eval
 "GET /t/resolve?hash=$::hash&provider=openai"

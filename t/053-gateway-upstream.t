@@ -88,6 +88,7 @@ sub shipped {
     local %ENV = (%ENV,
         TRUEPORT_HTTP_LISTEN => "127.0.0.1:$port",
         TRUEPORT_SIDECAR_ADDR => '127.0.0.1:' . sidecar_port(),
+        TRUEPORT_SIDECAR_INTERNAL_ADDR => '127.0.0.1:' . sidecar_internal_port(),
         TRUEPORT_INTERNAL_TOKEN => internal_token(),
         TRUEPORT_OPENAI_UPSTREAM => "http://$mock/v1",
         TRUEPORT_ANTHROPIC_UPSTREAM => "http://$mock/v1/",

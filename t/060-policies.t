@@ -74,7 +74,7 @@ sub revision {
 }
 
 sub resolve_revision {
-    my $r = sidecar_api(GET => '/internal/v1/keys/resolve?hash='
+    my $r = sidecar_internal_api(GET => '/internal/v1/keys/resolve?hash='
                         . sha256_hex(shift) . '&provider=openai', undef,
                         { 'X-TruePort-Internal-Token' => internal_token() });
     return $r->{json}{policy_revision};
@@ -82,7 +82,7 @@ sub resolve_revision {
 
 sub internal {
     my ($query, $token) = @_;
-    return sidecar_api(GET => "/internal/v1/policies$query", undef,
+    return sidecar_internal_api(GET => "/internal/v1/policies$query", undef,
                        { 'X-TruePort-Internal-Token' => $token // internal_token() });
 }
 
@@ -737,7 +737,7 @@ is(revision($T), 13, '... and six revisions');
 --- config
     location /t/resolve {
         proxy_set_header X-TruePort-Internal-Token $TEST_NGINX_INTERNAL_TOKEN;
-        proxy_pass http://trueport_sidecar/internal/v1/keys/resolve;
+        proxy_pass http://trueport_sidecar_internal/internal/v1/keys/resolve;
     }
     location /trueportai-services/api/ {
         proxy_pass http://trueport_sidecar;
@@ -799,13 +799,13 @@ is($r->{body}, qq({"tenant_id":"$E","revision":0,"rules":[]}), 'a tenant without
 is($rc, 0, '... which compiles too');
 # who may ask, and bad questions
 is(internal("?tenant_id=$::A", 'wrong')->{status}, 404, 'a wrong internal token: 404');
-$r = sidecar_api(GET => "/internal/v1/policies?tenant_id=$::A");
+$r = sidecar_internal_api(GET => "/internal/v1/policies?tenant_id=$::A");
 is($r->{status}, 404, 'no internal token: 404');
 like($r->{body}, qr/"code":"not_found"/, '... as if there were no such route');
-$r = sidecar_api(GET => "/internal/v1/policies?tenant_id=$::A", undef,
+$r = sidecar_internal_api(GET => "/internal/v1/policies?tenant_id=$::A", undef,
                  { Authorization => "Bearer $::owner" });
 is($r->{status}, 404, 'a bearer token is no substitute: 404');
-is(sidecar_api(POST => "/internal/v1/policies?tenant_id=$::A", {},
+is(sidecar_internal_api(POST => "/internal/v1/policies?tenant_id=$::A", {},
                { 'X-TruePort-Internal-Token' => internal_token() })->{status}, 405, 'POST: 405');
 for my $q ('', '?tenant_id=', '?tenant_id=nope', "?tenant_id=$::A%27", '?tenant_id=%00') {
     $r = internal($q);
@@ -818,7 +818,7 @@ like($r->{body}, qr/"code":"not_found","message":"no such tenant"/, '... no such
 --- config
     location /t/policies {
         proxy_set_header X-TruePort-Internal-Token $TEST_NGINX_INTERNAL_TOKEN;
-        proxy_pass http://trueport_sidecar/internal/v1/policies;
+        proxy_pass http://trueport_sidecar_internal/internal/v1/policies;
     }
     location / {
         proxy_pass http://trueport_sidecar;

@@ -40,24 +40,17 @@ role_name(role_t role)
 }
 
 
-static int
-is_loopback(const char *ip)
-{
-    return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0;
-}
-
-
-/* nginx's internal location adds X-TruePort-Internal-Token; the sidecar
- * listens on loopback and checks both. */
+/* nginx's internal locations add X-TruePort-Internal-Token (required: the
+ * sidecar does not serve without one); they reach the internal listener
+ * from a trusted proxy address (loopback by default). */
 static int
 auth_internal(req_t *r)
 {
     const char *tok = req_header(r, "X-TruePort-Internal-Token");
     size_t      n = strlen(cfg.internal_token);
 
-    if (!is_loopback(r->peer_ip)
-        || (n > 0 && (tok == NULL || strlen(tok) != n
-                      || CRYPTO_memcmp(tok, cfg.internal_token, n) != 0)))
+    if (!r->peer_trusted || n == 0 || tok == NULL || strlen(tok) != n
+        || CRYPTO_memcmp(tok, cfg.internal_token, n) != 0)
     {
         reply_error(r, 404, "not_found", "no route for %s %s", r->method,
                     r->path);
@@ -170,4 +163,27 @@ auth_require(req_t *r, role_t min)
         return -1;
     }
     return 0;
+}
+
+
+int
+auth_is_platform_admin(req_t *r)
+{
+    token_claims_t  c;
+    const char     *h, *why, *state;
+    PGresult       *res;
+
+    h = req_header(r, "Authorization");
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0
+        || token_verify(cfg.jwt_secret, h + 7, (long long) time(NULL), &c,
+                        &why) != 0
+        || !is_uuid(c.sub))
+    {
+        return 0;
+    }
+    res = dbq_try(r, &state,
+                  "SELECT 1 FROM users WHERE id = $1 AND is_platform_admin"
+                  " AND tokens_valid_after <= $2::bigint", 2, c.sub,
+                  arena_sprintf(&r->arena, "%lld", c.iat));
+    return res != NULL && PQntuples(res) == 1;
 }

@@ -9,7 +9,11 @@
 
 config_t cfg;
 
-typedef enum { T_STR, T_INT, T_BOOL, T_LISTEN, T_HEX32, T_LEVEL } ctype_t;
+typedef enum { T_STR, T_INT, T_BOOL, T_LISTEN, T_HEX32, T_LEVEL, T_NETS }
+    ctype_t;
+
+/* the shortest internal token accepted (the harness's is 16 hex digits) */
+#define INTERNAL_TOKEN_MIN 16
 
 typedef struct {
     const char *name;      /* environment variable */
@@ -21,8 +25,18 @@ typedef struct {
 } config_row_t;
 
 static const config_row_t config_table[] = {
-    { "TRUEPORT_LISTEN", T_LISTEN, NULL, "127.0.0.1:8081", 0, 0,
+    { "TRUEPORT_LISTEN", T_LISTEN, &cfg.listen, "127.0.0.1:8081", 0, 0,
       "host:port to listen on" },
+    { "TRUEPORT_INTERNAL_LISTEN", T_LISTEN, &cfg.internal_listen,
+      "127.0.0.1:8082", 0, 0,
+      "host:port for nginx's /internal/ calls (key lookups, policy loads),"
+      " served by a pool of its own" },
+    { "TRUEPORT_INTERNAL_THREADS", T_INT, &cfg.internal_threads, "2", 1, 64,
+      "the internal listener's worker threads" },
+    { "TRUEPORT_TRUSTED_PROXIES", T_NETS, &cfg.trusted_proxies,
+      "127.0.0.0/8,::1", 0, 0,
+      "peers (addresses, address/prefix, comma separated) whose X-Real-IP"
+      " names the client; they alone may call /internal/" },
     { "TRUEPORT_DATABASE_URL", T_STR, &cfg.database_url,
       "host=/var/run/postgresql dbname=trueport", 1, 0, "libpq DSN" },
     { "TRUEPORT_JWT_SECRET", T_STR, &cfg.jwt_secret, NULL, 32, 0,
@@ -42,7 +56,8 @@ static const config_row_t config_table[] = {
     { "TRUEPORT_SCRYPT_N", T_INT, &cfg.scrypt_n, "32768", 2, 1 << 20,
       "scrypt cost N, a power of two" },
     { "TRUEPORT_INTERNAL_TOKEN", T_STR, &cfg.internal_token, "", 0, 0,
-      "secret nginx sends on /internal/ calls (empty: loopback only)" },
+      "secret nginx sends on /internal/ calls, at least 16 characters"
+      " (required to serve)" },
     { "TRUEPORT_TOKEN_TTL", T_INT, &cfg.token_ttl, "3600", 60, 30 * 86400,
       "JWT lifetime in seconds" },
     { "TRUEPORT_SENDMAIL", T_STR, &cfg.sendmail, "", 0, 0,
@@ -52,7 +67,13 @@ static const config_row_t config_table[] = {
     { "TRUEPORT_RETENTION_INTERVAL", T_INT, &cfg.retention_interval, "600",
       1, 86400, "seconds between usage retention sweeps" },
     { "TRUEPORT_RATE_LIMITS", T_BOOL, &cfg.rate_limits, "1", 0, 1,
-      "1: per-user management/analytics limits; 0 only for benchmarks" },
+      "1: per-user and per-address route limits; 0 only for benchmarks" },
+    { "TRUEPORT_PASSWORD_RPM", T_INT, &cfg.password_rpm, "30", 1, 1000000,
+      "requests per minute per client address to register, login and"
+      " reset-password (each costs a scrypt)" },
+    { "TRUEPORT_PUBLIC_RPM", T_INT, &cfg.public_rpm, "60", 1, 1000000,
+      "requests per minute per client address to the other public routes"
+      " (otp, forgot-password, check-availability, invites/accept)" },
 };
 
 #define N_ROWS (sizeof(config_table) / sizeof(config_table[0]))
@@ -82,9 +103,10 @@ hexval(int c)
 static int
 set_row(const config_row_t *row, const char *v, char *err, size_t errlen)
 {
-    long  n;
-    int   i, hi, lo;
-    char *colon, *end;
+    listen_t *la;
+    long      n;
+    int       i, hi, lo;
+    char     *colon, *end, sub[160];
 
     switch (row->type) {
 
@@ -149,6 +171,13 @@ set_row(const config_row_t *row, const char *v, char *err, size_t errlen)
         }
         return 0;
 
+    case T_NETS:
+        if (netlist_parse(v, row->dst, sub, sizeof(sub)) != 0) {
+            snprintf(err, errlen, "%s: %s (%s)", row->name, sub, row->help);
+            return -1;
+        }
+        return 0;
+
     case T_LISTEN:
         colon = strrchr(v, ':');
         if (colon == NULL || colon == v) {
@@ -161,10 +190,11 @@ set_row(const config_row_t *row, const char *v, char *err, size_t errlen)
             snprintf(err, errlen, "%s: bad port in \"%s\"", row->name, v);
             return -1;
         }
-        free(cfg.listen_host);
-        cfg.listen_host = strndup(v, colon - v);
-        cfg.listen_port = (int) n;
-        return cfg.listen_host ? 0 : -1;
+        la = row->dst;
+        free(la->host);
+        la->host = strndup(v, colon - v);
+        la->port = (int) n;
+        return la->host ? 0 : -1;
     }
 
     return -1;
@@ -203,6 +233,29 @@ config_load_from(const char *(*lookup)(const char *name), char *err,
         return -1;
     }
 
+    if (cfg.listen.port == cfg.internal_listen.port
+        && strcmp(cfg.listen.host, cfg.internal_listen.host) == 0)
+    {
+        snprintf(err, errlen, "TRUEPORT_INTERNAL_LISTEN: must differ from"
+                 " TRUEPORT_LISTEN (%s:%d): the internal calls have a"
+                 " listener of their own", cfg.listen.host, cfg.listen.port);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+config_check_serve(char *err, size_t errlen)
+{
+    if (strlen(cfg.internal_token) < INTERNAL_TOKEN_MIN) {
+        snprintf(err, errlen, "TRUEPORT_INTERNAL_TOKEN is required to serve:"
+                 " at least %d characters, the same secret nginx sends on"
+                 " /internal/ calls (scripts/render-conf.pl writes it into"
+                 " trueport.conf)", INTERNAL_TOKEN_MIN);
+        return -1;
+    }
     return 0;
 }
 

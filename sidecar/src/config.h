@@ -4,9 +4,18 @@
 
 #include <stddef.h>
 
+#include "peer.h"
+
 typedef struct {
-    char  *listen_host;          /* TRUEPORT_LISTEN host part */
-    int    listen_port;          /* TRUEPORT_LISTEN port part */
+    char  *host;                 /* IPv4 address */
+    int    port;
+} listen_t;
+
+typedef struct {
+    listen_t listen;             /* TRUEPORT_LISTEN: the API, /health */
+    listen_t internal_listen;    /* TRUEPORT_INTERNAL_LISTEN: /internal/ */
+    long   internal_threads;     /* the internal listener's own pool */
+    netlist_t trusted_proxies;   /* peers whose X-Real-IP is believed */
     char  *database_url;         /* libpq DSN */
     char  *jwt_secret;           /* HS256 secret, >= 32 bytes */
     unsigned char master_key[32];/* AES-256-GCM key for secrets at rest */
@@ -22,6 +31,8 @@ typedef struct {
     char  *spool_dir;            /* usage spool written by nginx workers */
     long   retention_interval;   /* seconds between retention sweeps */
     int    rate_limits;          /* 0: route limits off (benchmarks) */
+    long   password_rpm;         /* per address: routes that run scrypt */
+    long   public_rpm;           /* per address: the other public routes */
 } config_t;
 
 extern config_t cfg;
@@ -33,5 +44,10 @@ int config_load(char *err, size_t errlen) __attribute__((warn_unused_result));
 /* Same, reading the variables through a lookup function (unit tests). */
 int config_load_from(const char *(*lookup)(const char *name), char *err,
                      size_t errlen) __attribute__((warn_unused_result));
+
+/* What serving needs beyond config_load (migrate and create-admin do
+ * without): the internal token. 0, or -1 with the reason in err. */
+int config_check_serve(char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 #endif

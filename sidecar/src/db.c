@@ -48,9 +48,11 @@ conn_key_create(void)
 static void
 db_notice(void *arg, const char *msg)
 {
+    char esc[512];
+
     (void) arg;
-    log_debug("msg=\"postgres notice\" notice=\"%.*s\"",
-              (int) strcspn(msg, "\n"), msg);
+    log_debug("msg=\"postgres notice\" notice=\"%s\"",
+              log_escape(msg, esc, sizeof(esc)));
 }
 
 
@@ -148,7 +150,10 @@ db_conn(void)
     pthread_once(&conn_key_once, conn_key_create);
     pthread_setspecific(conn_key, thread_conn);
     if (thread_conn == NULL) {
-        log_error("msg=\"database unavailable\" error=\"%s\"", err);
+        char esc[512];
+
+        log_error("msg=\"database unavailable\" error=\"%s\"",
+                  log_escape(err, esc, sizeof(esc)));
     }
     return thread_conn;
 }

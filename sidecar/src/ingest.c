@@ -521,8 +521,14 @@ batch_line(batch_t *b, const char *line, size_t len)
 bad:
     json_free(v);
     b->rejected++;
-    log_warn("msg=\"ingest: rejected spool line\" line=\"%.*s\"",
-             (int) (len > 200 ? 200 : len), line);
+    {
+        char head[201], esc[820];
+
+        memcpy(head, line, len > 200 ? 200 : len);
+        head[len > 200 ? 200 : len] = '\0';
+        log_warn("msg=\"ingest: rejected spool line\" line=\"%s\"",
+                 log_escape(head, esc, sizeof(esc)));
+    }
     return -1;
 }
 
@@ -532,6 +538,7 @@ pq_ok(PGconn *c, PGresult *res, const char *what)
 {
     ExecStatusType st = PQresultStatus(res);
     int            ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    char           esc[512];
 
     if (!ok) {
         pthread_mutex_lock(&stats_lock);
@@ -544,7 +551,7 @@ pq_ok(PGconn *c, PGresult *res, const char *what)
         }
         pthread_mutex_unlock(&stats_lock);
         log_warn("msg=\"ingest: %s failed\" error=\"%s\"", what,
-                 PQresultErrorMessage(res));
+                 log_escape(PQresultErrorMessage(res), esc, sizeof(esc)));
     }
     PQclear(res);
     return ok ? 0 : -1;
@@ -1088,8 +1095,11 @@ ingest_main(void *arg)
                              PQgetvalue(res, 0, 0));
                 }
             } else {
+                char esc[512];
+
                 log_warn("msg=\"retention sweep failed\" error=\"%s\"",
-                         PQresultErrorMessage(res));
+                         log_escape(PQresultErrorMessage(res), esc,
+                                    sizeof(esc)));
             }
             PQclear(res);
         }

@@ -26,6 +26,42 @@ log_level_parse(const char *s)
     return -1;
 }
 
+const char *
+log_escape(const char *s, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t            o = 0;
+    unsigned char     c;
+
+    if (s == NULL) {
+        s = "-";
+    }
+    for (; *s; s++) {
+        c = (unsigned char) *s;
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            if (o + 1 + 4 > outlen) {
+                break;
+            }
+            out[o++] = (char) c;
+        } else {
+            if (o + 4 + 4 > outlen) {
+                break;
+            }
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    if (*s != '\0') {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+
 void
 log_msg(int level, const char *fmt, ...)
 {

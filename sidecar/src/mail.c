@@ -63,31 +63,6 @@ one_line(req_t *r, const char *s, size_t max)
 }
 
 
-/* For the dev-mode log line: quotes, backslashes and newlines escaped. */
-static char *
-log_escape(req_t *r, const char *s, size_t max)
-{
-    size_t n = strlen(s), i, o = 0;
-    char  *out;
-
-    if (n > max) {
-        n = max;
-    }
-    out = arena_alloc(&r->arena, 2 * n + 1);
-    for (i = 0; i < n; i++) {
-        switch (s[i]) {
-        case '\n': out[o++] = '\\'; out[o++] = 'n'; break;
-        case '\r': out[o++] = '\\'; out[o++] = 'r'; break;
-        case '"':  out[o++] = '\\'; out[o++] = '"'; break;
-        case '\\': out[o++] = '\\'; out[o++] = '\\'; break;
-        default:   out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-
 static void
 mail_kick(void *unused)
 {
@@ -125,12 +100,15 @@ mail_send(req_t *r, const char *to, const char *subject, const char *body)
         return -1;
     }
 
-    /* the message carries a secret (a code, a token): only a developer's
-     * machine may print it */
+    /* the message carries a secret (a code, a token): its body is never
+     * logged, not even in dev mode; a developer reads it in the outbox */
     if (cfg.dev_mode) {
-        log_info("req=%s msg=\"mail queued (dev mode)\" outbox_id=%s to=%s"
-                 " subject=\"%s\" body=\"%s\"", r->id, PQgetvalue(res, 0, 0),
-                 to, log_escape(r, subject, 200), log_escape(r, body, 1200));
+        char esc[256];
+
+        log_info("req=%s msg=\"mail queued (dev mode): the body is in the"
+                 " outbox table\" outbox_id=%s to=%s subject=\"%s\"", r->id,
+                 PQgetvalue(res, 0, 0), to,
+                 log_escape(subject, esc, sizeof(esc)));
     } else {
         log_debug("req=%s msg=\"mail queued\" outbox_id=%s", r->id,
                   PQgetvalue(res, 0, 0));
@@ -406,7 +384,7 @@ static int
 deliver_one(PGconn *c)
 {
     const char *p[2];
-    char        err[256];
+    char        err[256], esc[512];
     PGresult   *res, *upd;
     size_t      len;
     char       *msg;
@@ -448,7 +426,7 @@ deliver_one(PGconn *c)
                               " WHERE id = $1", 1, NULL, p, NULL, NULL, 0);
     } else {
         log_warn("msg=\"mail delivery failed\" outbox_id=%s error=\"%s\"",
-                 p[0], err);
+                 p[0], log_escape(err, esc, sizeof(esc)));
         /* 1, 2, 4, 8 minutes */
         upd = PQexecParams(c, "UPDATE outbox SET attempts = attempts + 1,"
                               " last_error = $2, next_attempt_at = now()"
@@ -472,7 +450,7 @@ mail_thread(void *unused)
 {
     struct timespec ts;
     PGconn         *c = NULL;
-    char            err[256];
+    char            err[256], esc[512];
     sigset_t        set;
 
     (void) unused;
@@ -492,7 +470,7 @@ mail_thread(void *unused)
             c = db_connect_once(cfg.database_url, err, sizeof(err));
             if (c == NULL) {
                 log_warn("msg=\"mail: database unavailable\" error=\"%s\"",
-                         err);
+                         log_escape(err, esc, sizeof(esc)));
             }
         }
         if (c != NULL) {

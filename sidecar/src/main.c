@@ -142,6 +142,11 @@ main(int argc, char **argv)
     log_level = cfg.log_level;
 
     if (strcmp(cmd, "serve") == 0) {
+        if (config_check_serve(err, sizeof(err)) != 0) {
+            fprintf(stderr, "trueport-sidecar: configuration error: %s\n",
+                    err);
+            return 2;
+        }
         return server_run() == 0 ? 0 : 1;
     }
     if (strcmp(cmd, "migrate") == 0) {

@@ -74,8 +74,10 @@ exec_ok(PGconn *c, const char *sql, const char *what)
                    || PQresultStatus(res) == PGRES_TUPLES_OK;
 
     if (!ok) {
+        char esc[1024];
+
         log_error("msg=\"migration failed\" step=\"%s\" error=\"%s\"", what,
-                  PQresultErrorMessage(res));
+                  log_escape(PQresultErrorMessage(res), esc, sizeof(esc)));
     }
     PQclear(res);
     return ok ? 0 : -1;
@@ -132,8 +134,10 @@ apply_one(PGconn *c, const char *dir, const char *name, int version)
                        " VALUES ($1, $2)", 2, NULL, p, NULL, NULL, 0);
     ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok) {
+        char esc[1024];
+
         log_error("msg=\"cannot record migration\" error=\"%s\"",
-                  PQresultErrorMessage(res));
+                  log_escape(PQresultErrorMessage(res), esc, sizeof(esc)));
     }
     PQclear(res);
 

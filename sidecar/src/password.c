@@ -1,12 +1,17 @@
-/* password.c - scrypt via OpenSSL's EVP_PBE_scrypt, constant-time compare */
+/* password.c - scrypt via OpenSSL's EVP_PBE_scrypt, constant-time compare,
+ * and the bound on how many run at once: each costs ~220 ms of a core and
+ * 32 MiB at N=2^15, and a flood of them must not take every thread. */
 #include "password.h"
 
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SALT_LEN 16
 #define HASH_LEN 32
@@ -14,6 +19,10 @@
 #define SCRYPT_P 1
 /* N=2^15, r=8 needs 32 MiB; leave headroom */
 #define SCRYPT_MAXMEM (256UL * 1024 * 1024)
+
+static sem_t  slots;
+static int    slots_on;
+static char  *dummy;
 
 
 const char *
@@ -101,4 +110,63 @@ password_verify(const char *pw, const char *encoded)
         return 0;
     }
     return CRYPTO_memcmp(got, want, HASH_LEN) == 0;
+}
+
+
+int
+password_init(long n, int nslots)
+{
+    free(dummy);
+    dummy = password_hash("not a password: timing equaliser", n);
+    if (dummy == NULL || nslots < 1 || slots_on
+        || sem_init(&slots, 0, (unsigned int) nslots) != 0)
+    {
+        return -1;
+    }
+    slots_on = 1;
+    return 0;
+}
+
+
+const char *
+password_dummy(void)
+{
+    return dummy;
+}
+
+
+int
+password_slot_take(void)
+{
+    struct timespec ts;
+
+    if (!slots_on) {
+        return 0;
+    }
+    if (sem_trywait(&slots) == 0) {
+        return 0;
+    }
+    /* a short wait absorbs a burst; a longer one would hold this thread
+     * (and every connection it serves) hostage to the flood */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += PASSWORD_SLOT_WAIT_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    while (sem_timedwait(&slots, &ts) != 0) {
+        if (errno != EINTR) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+
+void
+password_slot_give(void)
+{
+    if (slots_on) {
+        sem_post(&slots);
+    }
 }

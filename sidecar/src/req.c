@@ -430,8 +430,14 @@ dbq_v(req_t *r, const char **sqlstate, const char *sql, int nparams,
         db_close();
         *sqlstate = "";
     }
-    log_debug("req=%s msg=\"query failed\" sqlstate=%s error=\"%s\"", r->id,
-              *sqlstate, PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+    if (log_level <= LOG_DEBUG) {
+        char esc[512];
+
+        log_debug("req=%s msg=\"query failed\" sqlstate=%s error=\"%s\"",
+                  r->id, *sqlstate,
+                  log_escape(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+                             esc, sizeof(esc)));
+    }
     return NULL;
 }
 

@@ -45,6 +45,8 @@ typedef struct req {
     char                    id[65];
     char                    client_ip[64];   /* X-Real-IP from nginx, else peer */
     char                    peer_ip[64];
+    int                     peer_trusted;    /* in TRUEPORT_TRUSTED_PROXIES */
+    int                     internal;        /* on the internal listener */
     double                  t_start;
 
     char                   *body;          /* malloc'd, NUL-terminated */
@@ -60,6 +62,7 @@ typedef struct req {
     yajl_val                json;          /* parsed body, freed at the end */
     req_defer_t            *defers;
     int                     in_txn;
+    int                     scrypt_slot;   /* holds a password.c slot */
 
     /* the reply, queued by the server once the handler returns */
     int                     status;

@@ -45,8 +45,9 @@ match_pattern(const char *pat, const char *path, arena_t *arena,
 }
 
 
-int
-router_match(const route_t *table, size_t n, const char *method,
+/* internal: -1 every row, 0 the API's rows, 1 the internal ones */
+static int
+match_table(const route_t *table, size_t n, int internal, const char *method,
     const char *path, arena_t *arena, route_match_t *m)
 {
     size_t i, alen = 0;
@@ -58,6 +59,11 @@ router_match(const route_t *table, size_t n, const char *method,
     }
 
     for (i = 0; i < n; i++) {
+        if (internal >= 0
+            && (table[i].min_role == ROLE_INTERNAL) != (internal != 0))
+        {
+            continue;
+        }
         np = match_pattern(table[i].pattern, path, arena, m);
         if (np < 0) {
             continue;
@@ -84,13 +90,24 @@ router_match(const route_t *table, size_t n, const char *method,
 }
 
 
+int
+router_match(const route_t *table, size_t n, const char *method,
+    const char *path, arena_t *arena, route_match_t *m)
+{
+    return match_table(table, n, -1, method, path, arena, m);
+}
+
+
 void
 router_dispatch(req_t *r)
 {
     route_match_t m;
     int           rc, i;
 
-    rc = router_match(routes, routes_count, r->method, r->path, &r->arena, &m);
+    /* the internal listener serves the internal routes and nothing else;
+     * the API listener does not know them */
+    rc = match_table(routes, routes_count, r->internal, r->method, r->path,
+                     &r->arena, &m);
 
     if (rc == ROUTE_NOT_FOUND) {
         reply_error(r, 404, "not_found", "no route for %s %s", r->method,
@@ -111,6 +128,15 @@ router_dispatch(req_t *r)
         r->params[i] = m.values[i];
     }
 
+    /* a per-address limit comes before the token: those routes are open
+     * to strangers, and a refusal must cost them nothing more */
+    if (m.route->rl_group != RL_NONE
+        && ratelimit_per_address(m.route->rl_group)
+        && ratelimit_check(r, m.route->rl_group) != 0)
+    {
+        return;
+    }
+
     if (m.route->min_role != ROLE_NONE
         && auth_require(r, m.route->min_role) != 0)
     {
@@ -118,6 +144,7 @@ router_dispatch(req_t *r)
     }
 
     if (m.route->rl_group != RL_NONE
+        && !ratelimit_per_address(m.route->rl_group)
         && ratelimit_check(r, m.route->rl_group) != 0)
     {
         return;

@@ -11,7 +11,9 @@ typedef void (*handler_fn)(req_t *r);
 typedef enum {
     RL_NONE = 0,
     RL_MANAGEMENT,      /* 300 requests / minute / user */
-    RL_ANALYTICS        /* 60 requests / minute / user */
+    RL_ANALYTICS,       /* 60 requests / minute / user */
+    RL_PASSWORD,        /* 30 / minute / client address: routes that scrypt */
+    RL_PUBLIC           /* 60 / minute / client address: other public routes */
 } rl_group_t;
 
 typedef struct {

@@ -35,8 +35,8 @@ const route_t routes[] = {
     /* organisations */
     { "POST",   PLATFORM "/global/tenants",                    h_tenants_create,       ROLE_GLOBAL,   RL_MANAGEMENT },
     { "GET",    PLATFORM "/global/tenants",                    h_tenants_list,         ROLE_GLOBAL,   RL_MANAGEMENT },
-    { "GET",    PLATFORM "/global/tenants/check-availability", h_tenants_check,        ROLE_NONE,     RL_NONE },
-    { "POST",   PLATFORM "/global/invites/accept",             h_invites_accept,       ROLE_GLOBAL,   RL_MANAGEMENT },
+    { "GET",    PLATFORM "/global/tenants/check-availability", h_tenants_check,        ROLE_NONE,     RL_PUBLIC },
+    { "POST",   PLATFORM "/global/invites/accept",             h_invites_accept,       ROLE_GLOBAL,   RL_PUBLIC },
     { "GET",    PLATFORM "/service/info",                      h_service_info,         ROLE_VIEWER,   RL_MANAGEMENT },
     { "GET",    PLATFORM "/service/members",                   h_members_list,         ROLE_VIEWER,   RL_MANAGEMENT },
     { "PATCH",  PLATFORM "/service/members/{user_id}",         h_members_update,       ROLE_ADMIN,    RL_MANAGEMENT },
@@ -62,15 +62,17 @@ const route_t routes[] = {
     { "GET",    PLATFORM "/admin/audit-log",                   h_admin_audit_list,     ROLE_PLATFORM, RL_MANAGEMENT },
     /* end organisations */
 
-    /* identity: the public sign-in routes have no group limit (login,
-     * otp/verify and the password change share their own, per email and
-     * client address); the token routes count as management */
-    { "POST", PLATFORM "/global/auth/register",               h_auth_register,           ROLE_NONE,   RL_NONE },
-    { "POST", PLATFORM "/global/auth/login",                  h_auth_login,              ROLE_NONE,   RL_NONE },
-    { "POST", PLATFORM "/global/auth/otp/request",            h_auth_otp_request,        ROLE_NONE,   RL_NONE },
-    { "POST", PLATFORM "/global/auth/otp/verify",             h_auth_otp_verify,         ROLE_NONE,   RL_NONE },
-    { "POST", PLATFORM "/global/auth/forgot-password",        h_auth_forgot_password,    ROLE_NONE,   RL_NONE },
-    { "POST", PLATFORM "/global/auth/reset-password",         h_auth_reset_password,     ROLE_NONE,   RL_NONE },
+    /* identity: the public routes are limited per client address (those
+     * that hash a password harder); login, otp/verify and the password
+     * change also share the sign-in limits per email and client address
+     * and per account (handlers/auth.c); the token routes count as
+     * management */
+    { "POST", PLATFORM "/global/auth/register",               h_auth_register,           ROLE_NONE,   RL_PASSWORD },
+    { "POST", PLATFORM "/global/auth/login",                  h_auth_login,              ROLE_NONE,   RL_PASSWORD },
+    { "POST", PLATFORM "/global/auth/otp/request",            h_auth_otp_request,        ROLE_NONE,   RL_PUBLIC },
+    { "POST", PLATFORM "/global/auth/otp/verify",             h_auth_otp_verify,         ROLE_NONE,   RL_PUBLIC },
+    { "POST", PLATFORM "/global/auth/forgot-password",        h_auth_forgot_password,    ROLE_NONE,   RL_PUBLIC },
+    { "POST", PLATFORM "/global/auth/reset-password",         h_auth_reset_password,     ROLE_NONE,   RL_PASSWORD },
     { "PUT",  PLATFORM "/global/auth/password",               h_auth_password_change,    ROLE_GLOBAL, RL_MANAGEMENT },
     { "POST", PLATFORM "/global/auth/select-tenant",          h_auth_select_tenant,      ROLE_GLOBAL, RL_MANAGEMENT },
     { "POST", PLATFORM "/service/auth/switch-environment",    h_auth_switch_environment, ROLE_VIEWER, RL_MANAGEMENT },

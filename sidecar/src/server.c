@@ -1,11 +1,15 @@
-/* server.c - libmicrohttpd glue: body accumulation with a limit, request
- * ids, dispatch, one log line per request, graceful shutdown. */
+/* server.c - libmicrohttpd glue: two listeners (the API and nginx's
+ * /internal/ calls, each with its own thread pool), body accumulation with
+ * a limit, request ids, the client's address, dispatch, one escaped log
+ * line per request, graceful shutdown. */
 #include "server.h"
 #include "config.h"
 #include "db.h"
 #include "ingest.h"
 #include "mail.h"
 #include "log.h"
+#include "password.h"
+#include "peer.h"
 #include "router.h"
 
 #include <arpa/inet.h>
@@ -19,6 +23,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <uuid/uuid.h>
+
+/* the listener a connection came in on, as the daemons' closure */
+static int listener_api = 0, listener_internal = 1;
 
 
 static double
@@ -50,7 +57,7 @@ valid_request_id(const char *s)
 
 static void
 req_start(req_t *r, struct MHD_Connection *conn, const char *method,
-    const char *url)
+    const char *url, int internal)
 {
     const union MHD_ConnectionInfo *ci;
     const char                     *h;
@@ -58,31 +65,23 @@ req_start(req_t *r, struct MHD_Connection *conn, const char *method,
 
     arena_init(&r->arena);
     r->conn = conn;
+    r->internal = internal;
     r->t_start = now_ms();
     r->method = arena_strdup(&r->arena, method);
     r->path = arena_strdup(&r->arena, url);
 
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci != NULL && ci->client_addr != NULL) {
-        if (ci->client_addr->sa_family == AF_INET) {
-            inet_ntop(AF_INET,
-                      &((struct sockaddr_in *) ci->client_addr)->sin_addr,
-                      r->peer_ip, sizeof(r->peer_ip));
-        } else if (ci->client_addr->sa_family == AF_INET6) {
-            inet_ntop(AF_INET6,
-                      &((struct sockaddr_in6 *) ci->client_addr)->sin6_addr,
-                      r->peer_ip, sizeof(r->peer_ip));
-        }
-    }
+    peer_text(ci != NULL ? ci->client_addr : NULL, r->peer_ip,
+              sizeof(r->peer_ip));
+    r->peer_trusted = netlist_has(&cfg.trusted_proxies, r->peer_ip);
 
-    /* nginx in front tells us the client's address; nobody else may */
+    /* nginx in front names the client (after its real_ip module, when a
+     * CDN is in front of it); nobody else may. X-Forwarded-For is a chain
+     * the client starts itself, so it is never read here. */
     h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Real-IP");
-    if (h != NULL && strlen(h) < sizeof(r->client_ip)
-        && (strncmp(r->peer_ip, "127.", 4) == 0
-            || strcmp(r->peer_ip, "::1") == 0))
+    if (!r->peer_trusted || h == NULL
+        || peer_parse(h, r->client_ip, sizeof(r->client_ip)) != 0)
     {
-        memcpy(r->client_ip, h, strlen(h) + 1);
-    } else {
         memcpy(r->client_ip, r->peer_ip, sizeof(r->client_ip));
     }
 
@@ -162,7 +161,6 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
     req_t      *r = *con_cls;
     const char *cl;
 
-    (void) cls;
     (void) version;
 
     if (r == NULL) {
@@ -170,7 +168,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
         if (r == NULL) {
             return MHD_NO;
         }
-        req_start(r, conn, method, url);
+        req_start(r, conn, method, url, *(int *) cls);
         *con_cls = r;
 
         /* a declared oversize body is read and dropped, then refused:
@@ -217,14 +215,22 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     }
 
-    log_info("req=%s method=%s path=\"%s\" status=%d dur_ms=%.2f client=%s"
-             " user=%s tenant=%s err=%s%s",
-             r->id, r->method, r->path, r->status, now_ms() - r->t_start,
-             r->client_ip, r->auth.ok ? r->auth.user_id : "-",
-             r->auth.scoped ? r->auth.tenant_id : "-",
-             r->err_code ? r->err_code : "-",
-             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
-                                                        : " aborted=1");
+    /* the path as MHD decoded it (the query string is not part of it:
+     * it may carry a key or token) and the method, escaped */
+    if (log_level <= LOG_INFO) {
+        char m[40], p[520], c[80];
+
+        log_info("req=%s method=%s path=\"%s\" status=%d dur_ms=%.2f"
+                 " client=%s user=%s tenant=%s err=%s%s",
+                 r->id, log_escape(r->method, m, sizeof(m)),
+                 log_escape(r->path, p, sizeof(p)), r->status,
+                 now_ms() - r->t_start, log_escape(r->client_ip, c, sizeof(c)),
+                 r->auth.ok ? r->auth.user_id : "-",
+                 r->auth.scoped ? r->auth.tenant_id : "-",
+                 r->err_code ? r->err_code : "-",
+                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
+                                                            : " aborted=1");
+    }
 
     if (r->in_txn) {
         db_rollback(r);
@@ -238,20 +244,51 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 
-int
-server_run(void)
+static struct MHD_Daemon *
+listen_on(const listen_t *l, long threads, unsigned int conns, int *which)
 {
     struct MHD_Daemon  *d;
     struct sockaddr_in  sa;
-    sigset_t            set;
-    int                 sig;
 
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t) cfg.listen_port);
-    if (inet_pton(AF_INET, cfg.listen_host, &sa.sin_addr) != 1) {
-        log_error("msg=\"TRUEPORT_LISTEN host must be an IPv4 address\""
-                  " host=\"%s\"", cfg.listen_host);
+    sa.sin_port = htons((uint16_t) l->port);
+    if (inet_pton(AF_INET, l->host, &sa.sin_addr) != 1) {
+        log_error("msg=\"the listen host must be an IPv4 address\""
+                  " host=\"%s\"", l->host);
+        return NULL;
+    }
+
+    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL
+                         | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+                         0, NULL, NULL, on_request, which,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
+                         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) threads,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 60,
+                         MHD_OPTION_CONNECTION_LIMIT, conns,
+                         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
+                         MHD_OPTION_END);
+    if (d == NULL) {
+        log_error("msg=\"cannot listen\" listen=%s:%d", l->host, l->port);
+    }
+    return d;
+}
+
+
+int
+server_run(void)
+{
+    struct MHD_Daemon  *d, *di;
+    sigset_t            set;
+    int                 sig;
+    long                slots;
+
+    /* scrypt may take at most half the API's threads, so the other half
+     * stays free for the routes that do not hash */
+    slots = cfg.threads / 2 > 1 ? cfg.threads / 2 : 1;
+    if (password_init(cfg.scrypt_n, (int) slots) != 0) {
+        log_error("msg=\"cannot set up password hashing\"");
         return -1;
     }
 
@@ -262,27 +299,27 @@ server_run(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC
-                         | MHD_USE_ERROR_LOG,
-                         0, NULL, NULL, on_request, NULL,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
-                         MHD_OPTION_THREAD_POOL_SIZE,
-                         (unsigned int) cfg.threads,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 60,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 1024,
-                         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
-                         MHD_OPTION_END);
+    /* nginx's key lookups and policy loads have a listener and threads of
+     * their own: no flood of public requests can occupy them */
+    d = listen_on(&cfg.listen, cfg.threads, 1024, &listener_api);
     if (d == NULL) {
-        log_error("msg=\"cannot listen\" listen=%s:%d", cfg.listen_host,
-                  cfg.listen_port);
+        return -1;
+    }
+    di = listen_on(&cfg.internal_listen, cfg.internal_threads, 256,
+                   &listener_internal);
+    if (di == NULL) {
+        MHD_stop_daemon(d);
         return -1;
     }
 
-    log_info("msg=\"listening\" listen=%s:%d threads=%ld dev_mode=%d",
-             cfg.listen_host, cfg.listen_port, cfg.threads, cfg.dev_mode);
+    log_info("msg=\"listening\" listen=%s:%d threads=%ld internal=%s:%d"
+             " internal_threads=%ld scrypt_slots=%ld dev_mode=%d",
+             cfg.listen.host, cfg.listen.port, cfg.threads,
+             cfg.internal_listen.host, cfg.internal_listen.port,
+             cfg.internal_threads, slots, cfg.dev_mode);
 
     if (ingest_start() != 0) {
+        MHD_stop_daemon(di);
         MHD_stop_daemon(d);
         return -1;
     }
@@ -296,7 +333,9 @@ server_run(void)
 
     /* stop accepting, then let requests in flight finish */
     MHD_quiesce_daemon(d);
+    MHD_quiesce_daemon(di);
     MHD_stop_daemon(d);
+    MHD_stop_daemon(di);
     ingest_stop();
 
     log_info("msg=\"stopped\"");

@@ -36,8 +36,21 @@ test_config(void)
     const char *good[] = { "TRUEPORT_JWT_SECRET", SECRET,
                            "TRUEPORT_MASTER_KEY", KEY64, NULL };
     ok(load(good, err, sizeof(err)) == 0, "config: minimal settings load");
-    is_str(cfg.listen_host, "127.0.0.1", "config: default listen host");
-    is_int(cfg.listen_port, 8081, "config: default listen port");
+    is_str(cfg.listen.host, "127.0.0.1", "config: default listen host");
+    is_int(cfg.listen.port, 8081, "config: default listen port");
+    is_int(cfg.internal_listen.port, 8082, "config: default internal port");
+    is_int(cfg.internal_threads, 2, "config: default internal threads");
+    is_int(cfg.password_rpm, 30, "config: 30 password routes/min/address");
+    is_int(cfg.public_rpm, 60, "config: 60 public routes/min/address");
+    ok(netlist_has(&cfg.trusted_proxies, "127.0.0.1")
+       && netlist_has(&cfg.trusted_proxies, "127.9.8.7")
+       && netlist_has(&cfg.trusted_proxies, "::1")
+       && !netlist_has(&cfg.trusted_proxies, "10.0.0.1")
+       && !netlist_has(&cfg.trusted_proxies, "::2"),
+       "config: loopback is the default trusted proxy");
+    ok(config_check_serve(err, sizeof(err)) != 0
+       && strstr(err, "TRUEPORT_INTERNAL_TOKEN is required"),
+       "config: serving without an internal token refused, named");
     is_int(cfg.threads, 4, "config: default threads");
     is_int(cfg.master_key[1], 0x11, "config: master key decoded");
 
@@ -100,7 +113,55 @@ test_config(void)
                            "TRUEPORT_LISTEN", "0.0.0.0:9000",
                            "TRUEPORT_DEV_MODE", "1",
                            "TRUEPORT_THREADS", "8", NULL };
-    ok(load(over, err, sizeof(err)) == 0 && cfg.listen_port == 9000
+    ok(load(over, err, sizeof(err)) == 0 && cfg.listen.port == 9000
        && cfg.dev_mode == 1 && cfg.threads == 8,
        "config: environment overrides defaults");
+
+    const char *token[] = { "TRUEPORT_JWT_SECRET", SECRET,
+                            "TRUEPORT_MASTER_KEY", KEY64,
+                            "TRUEPORT_INTERNAL_TOKEN", "0123456789abcde",
+                            NULL };
+    ok(load(token, err, sizeof(err)) == 0
+       && config_check_serve(err, sizeof(err)) != 0,
+       "config: a 15-character internal token refused");
+    token[5] = "0123456789abcdef";
+    ok(load(token, err, sizeof(err)) == 0
+       && config_check_serve(err, sizeof(err)) == 0,
+       "config: a 16-character internal token serves");
+
+    const char *same[] = { "TRUEPORT_JWT_SECRET", SECRET,
+                           "TRUEPORT_MASTER_KEY", KEY64,
+                           "TRUEPORT_INTERNAL_LISTEN", "127.0.0.1:8081", NULL };
+    ok(load(same, err, sizeof(err)) != 0
+       && strstr(err, "TRUEPORT_INTERNAL_LISTEN"),
+       "config: the internal listener must be another address");
+
+    const char *nets[] = { "TRUEPORT_JWT_SECRET", SECRET,
+                           "TRUEPORT_MASTER_KEY", KEY64,
+                           "TRUEPORT_TRUSTED_PROXIES", "10.1.0.0/16, 192.0.2.7,"
+                           "2001:db8::/32", NULL };
+    ok(load(nets, err, sizeof(err)) == 0
+       && netlist_has(&cfg.trusted_proxies, "10.1.255.3")
+       && !netlist_has(&cfg.trusted_proxies, "10.2.0.1")
+       && netlist_has(&cfg.trusted_proxies, "192.0.2.7")
+       && !netlist_has(&cfg.trusted_proxies, "192.0.2.8")
+       && netlist_has(&cfg.trusted_proxies, "2001:db8:1::5")
+       && !netlist_has(&cfg.trusted_proxies, "127.0.0.1"),
+       "config: trusted proxies: prefixes and addresses, loopback not implied");
+
+    const char *nonets[] = { "TRUEPORT_JWT_SECRET", SECRET,
+                             "TRUEPORT_MASTER_KEY", KEY64,
+                             "TRUEPORT_TRUSTED_PROXIES", "", NULL };
+    ok(load(nonets, err, sizeof(err)) == 0 && cfg.trusted_proxies.n == 0,
+       "config: no trusted proxy at all");
+
+    const char *badnets[] = { "TRUEPORT_JWT_SECRET", SECRET,
+                              "TRUEPORT_MASTER_KEY", KEY64,
+                              "TRUEPORT_TRUSTED_PROXIES", "10.0.0.0/33", NULL };
+    ok(load(badnets, err, sizeof(err)) != 0
+       && strstr(err, "TRUEPORT_TRUSTED_PROXIES") && strstr(err, "prefix"),
+       "config: a bad prefix length refused, named");
+    badnets[5] = "nginx.local";
+    ok(load(badnets, err, sizeof(err)) != 0 && strstr(err, "nginx.local"),
+       "config: a host name refused (addresses only)");
 }

@@ -1,7 +1,8 @@
 /* handlers/auth.c - identity: register, sign in (password or emailed code),
  * password reset and change, and trading a global token for a scoped one.
- * Sign-in failures are limited per (email, client address) in Postgres, so
- * the limit holds across threads and sidecars. */
+ * Sign-in failures are limited in Postgres, so the limits hold across
+ * threads and sidecars: per (email, client address), and per account
+ * (email) whatever the address. */
 #include "handlers.h"
 #include "../auth.h"
 #include "../config.h"
@@ -29,9 +30,20 @@
 #define LOGIN_MAX_FAILURES  "10"
 #define LOGIN_WINDOW        "15 minutes"
 
+/* per account, from any number of addresses: 50 failures in 24 hours
+ * lock it until a password reset by mail (0012_account_guard.sql) */
+#define ACCOUNT_MAX_FAILURES "50"
+#define ACCOUNT_WINDOW      "24 hours"
+
 #define OTP_TTL             "10 minutes"
 #define OTP_TTL_S           600
 #define OTP_MAX_TRIES       "5"
+
+/* per account, across codes (a new code does not reset it): 10 wrong
+ * codes per 15 minutes; with 10^6 codes and the lock above, an attacker
+ * gets at most 50 guesses before the owner must reset */
+#define OTP_ACCOUNT_MAX     "10"
+#define OTP_ACCOUNT_WINDOW  "15 minutes"
 
 #define RESET_TTL           "1 hour"
 #define RESET_TTL_S         3600
@@ -141,26 +153,6 @@ is_otp_code(const char *s)
         }
     }
     return s[6] == '\0';
-}
-
-
-/* A hash to verify against when the email is unknown, so an unknown
- * address costs the same scrypt as a wrong password. */
-static pthread_once_t  dummy_once = PTHREAD_ONCE_INIT;
-static char           *dummy;
-
-static void
-dummy_init(void)
-{
-    dummy = password_hash("not a password: timing equaliser", cfg.scrypt_n);
-}
-
-
-static const char *
-dummy_hash(void)
-{
-    pthread_once(&dummy_once, dummy_init);
-    return dummy;
 }
 
 
@@ -322,6 +314,192 @@ login_forget(req_t *r, const char *email, int every_address)
         log_warn("req=%s msg=\"cannot reset the sign-in count\" sqlstate=%s",
                  r->id, state[0] ? state : "-");
     }
+}
+
+
+/* ---- the per-account budget ----------------------------------------- */
+
+/* The attempt that spends the budget says so in the log when it ends
+ * without success (no email: the request line has the client). */
+static void
+account_lock_note(void *p)
+{
+    req_t *r = p;
+
+    if (r->status != 200) {
+        log_warn("req=%s msg=\"account locked: " ACCOUNT_MAX_FAILURES
+                 " failed sign-ins in " ACCOUNT_WINDOW "; a password reset"
+                 " unlocks it\"", r->id);
+    }
+}
+
+
+/* Reserves one failure of the account's budget (and, for a code, of its
+ * code budget) before the secret is checked, or answers: 403 once the
+ * account is locked, 429 while the code budget is spent. The reservation
+ * is one statement under the row lock, so concurrent attempts from any
+ * thread or sidecar cannot slip past the count; a row it does not update
+ * (budget spent) comes back empty. account_release() gives it back on
+ * success. The row is the email's, known or not: an unknown address is
+ * counted, locked and answered the same way. */
+static int
+account_guard(req_t *r, const char *email, int otp)
+{
+    const char *o = otp ? "1" : "0";
+    PGresult   *res;
+    long long   wait;
+
+    res = dbq(r,
+              "INSERT INTO account_guard AS g (email, failures, otp_failures)"
+              " VALUES ($1, 1, $2::int)"
+              " ON CONFLICT (email) DO UPDATE SET"
+              "  failures = CASE WHEN g.failures = 0 OR g.window_start"
+              "   <= now() - interval '" ACCOUNT_WINDOW "' THEN 1"
+              "   ELSE g.failures + 1 END,"
+              "  window_start = CASE WHEN g.failures = 0 OR g.window_start"
+              "   <= now() - interval '" ACCOUNT_WINDOW "' THEN now()"
+              "   ELSE g.window_start END,"
+              "  otp_failures = CASE WHEN $2::int = 0 THEN g.otp_failures"
+              "   WHEN g.otp_failures = 0 OR g.otp_window_start"
+              "   <= now() - interval '" OTP_ACCOUNT_WINDOW "' THEN 1"
+              "   ELSE g.otp_failures + 1 END,"
+              "  otp_window_start = CASE WHEN $2::int = 1"
+              "   AND (g.otp_failures = 0 OR g.otp_window_start"
+              "   <= now() - interval '" OTP_ACCOUNT_WINDOW "') THEN now()"
+              "   ELSE g.otp_window_start END"
+              " WHERE g.failures < " ACCOUNT_MAX_FAILURES
+              "  AND ($2::int = 0 OR g.otp_failures < " OTP_ACCOUNT_MAX
+              "   OR g.otp_window_start"
+              "   <= now() - interval '" OTP_ACCOUNT_WINDOW "')"
+              " RETURNING failures", 2, email, o);
+    if (res == NULL) {
+        return -1;
+    }
+    if (PQntuples(res) == 1) {
+        /* and a bounded sweep of rows whose windows are over */
+        if (dbq(r, "DELETE FROM account_guard WHERE email IN"
+                   " (SELECT email FROM account_guard"
+                   "  WHERE failures < " ACCOUNT_MAX_FAILURES
+                   "  AND window_start <= now() - interval '" ACCOUNT_WINDOW
+                   "' AND otp_window_start"
+                   "  <= now() - interval '" OTP_ACCOUNT_WINDOW "'"
+                   "  ORDER BY window_start LIMIT 100"
+                   "  FOR UPDATE SKIP LOCKED)", 0) == NULL)
+        {
+            return -1;
+        }
+        if (atoi(PQgetvalue(res, 0, 0)) == atoi(ACCOUNT_MAX_FAILURES)) {
+            req_defer(r, account_lock_note, r);
+        }
+        return 0;
+    }
+
+    res = dbq(r, "SELECT failures >= " ACCOUNT_MAX_FAILURES ","
+                 " ceil(extract(epoch FROM otp_window_start"
+                 "  + interval '" OTP_ACCOUNT_WINDOW "' - now()))::bigint"
+                 " FROM account_guard WHERE email = $1", 1, email);
+    if (res == NULL) {
+        return -1;
+    }
+    if (PQntuples(res) == 0 || PQgetvalue(res, 0, 0)[0] == 't') {
+        reply_error(r, 403, "account_locked",
+                    "too many failed sign-in attempts for this account;"
+                    " reset the password (forgot-password) to unlock it");
+        return -1;
+    }
+    wait = atoll(PQgetvalue(res, 0, 1));
+    if (wait < 1) {
+        wait = 1;
+    }
+    r->retry_after = arena_sprintf(&r->arena, "%lld", wait);
+    reply_error(r, 429, "too_many_attempts",
+                "too many wrong codes for this account; retry in %lld"
+                " seconds", wait);
+    return -1;
+}
+
+
+/* A success gives its reservation back. Best effort, like login_forget. */
+static void
+account_release(req_t *r, const char *email, int otp)
+{
+    const char *state;
+
+    if (dbq_try(r, &state,
+                "UPDATE account_guard SET failures = greatest(failures - 1, 0),"
+                " otp_failures = greatest(otp_failures - $2::int, 0)"
+                " WHERE email = $1", 2, email, otp ? "1" : "0") == NULL)
+    {
+        log_warn("req=%s msg=\"cannot release the account's sign-in"
+                 " reservation\" sqlstate=%s", r->id, state[0] ? state : "-");
+    }
+}
+
+
+/* A password reset proves the mailbox, a registration creates the
+ * account (a row of an unknown address is not its owner's): the budget
+ * starts over. */
+static void
+account_forget(req_t *r, const char *email)
+{
+    const char *state;
+
+    if (dbq_try(r, &state, "DELETE FROM account_guard WHERE email = $1", 1,
+                email) == NULL)
+    {
+        log_warn("req=%s msg=\"cannot reset the account's sign-in budget\""
+                 " sqlstate=%s", r->id, state[0] ? state : "-");
+    }
+}
+
+
+/* ---- scrypt, bounded ------------------------------------------------ */
+
+/* One of the scrypt slots (password.c) for this request, or 503 with
+ * Retry-After: 1 when every slot is busy: the other threads stay free for
+ * the routes that do not hash. scrypt_done() gives it back as soon as the
+ * hashing is over; a handler that returns before that gives it back when
+ * the request ends. */
+static void
+scrypt_done(void *p)
+{
+    req_t *r = p;
+
+    if (r->scrypt_slot) {
+        r->scrypt_slot = 0;
+        password_slot_give();
+    }
+}
+
+
+static int
+scrypt_slot(req_t *r)
+{
+    if (password_slot_take() != 0) {
+        r->retry_after = "1";
+        reply_error(r, 503, "busy",
+                    "too many password checks in progress; retry in 1 second");
+        return -1;
+    }
+    r->scrypt_slot = 1;
+    req_defer(r, scrypt_done, r);
+    return 0;
+}
+
+
+/* a new hash (freed with the request), or NULL with a 500 sent */
+static char *
+hash_new(req_t *r, const char *pw)
+{
+    char *hash = password_hash(pw, cfg.scrypt_n);
+
+    if (hash == NULL) {
+        log_error("req=%s msg=\"password_hash failed\"", r->id);
+        reply_error(r, 500, "internal_error", "internal error");
+        return NULL;
+    }
+    req_defer(r, free, hash);
+    return hash;
 }
 
 
@@ -507,13 +685,10 @@ h_auth_register(req_t *r)
         return;
     }
 
-    hash = password_hash(pw, cfg.scrypt_n);
-    if (hash == NULL) {
-        log_error("req=%s msg=\"password_hash failed\"", r->id);
-        reply_error(r, 500, "internal_error", "internal error");
+    if (scrypt_slot(r) != 0 || (hash = hash_new(r, pw)) == NULL) {
         return;
     }
-    req_defer(r, free, hash);
+    scrypt_done(r);
 
     res = dbq_try(r, &state,
                   "INSERT INTO users (email, name, password_hash)"
@@ -529,6 +704,7 @@ h_auth_register(req_t *r)
         }
         return;
     }
+    account_forget(r, email);
 
     jw_init(&w);
     jw_obj(&w);
@@ -542,7 +718,8 @@ h_auth_register(req_t *r)
 
 
 /* POST /global/auth/login {email, password} -> a global token. An unknown
- * address and a wrong password get the same 401, after the same scrypt. */
+ * address and a wrong password get the same 401, after the same scrypt;
+ * both spend the same budgets. */
 void
 h_auth_login(req_t *r)
 {
@@ -553,12 +730,15 @@ h_auth_login(req_t *r)
     yajl_val    body;
     int         known, ok;
 
+    /* the slot first: a refusal for want of one must not count */
     if (req_json_body(r, &body) != 0
         || org_only_fields(r, body, fields) != 0
         || body_email(r, body, email) != 0
         || req_field_str(r, body, "password", F_REQUIRED, PASSWORD_MAX, &pw)
            != 0
-        || login_guard(r, email) != 0)
+        || scrypt_slot(r) != 0
+        || login_guard(r, email) != 0
+        || account_guard(r, email, 0) != 0)
     {
         return;
     }
@@ -569,13 +749,16 @@ h_auth_login(req_t *r)
         return;
     }
     known = PQntuples(res) == 1;
-    ok = password_verify(pw, known ? PQgetvalue(res, 0, 1) : dummy_hash());
+    ok = password_verify(pw, known ? PQgetvalue(res, 0, 1)
+                                   : password_dummy());
+    scrypt_done(r);
     if (!known || !ok) {
         reply_error(r, 401, "invalid_credentials",
                     "the email or password is incorrect");
         return;
     }
 
+    account_release(r, email, 0);
     login_forget(r, email, 0);
     reply_global(r, PQgetvalue(res, 0, 0), atoll(PQgetvalue(res, 0, 2)));
 }
@@ -683,7 +866,8 @@ h_auth_otp_request(req_t *r)
 
 
 /* POST /global/auth/otp/verify {email, code} -> a global token. A wrong
- * code uses one of the code's 5 tries and counts as a failed sign-in. */
+ * code uses one of the code's 5 tries and one of the account's 10 per 15
+ * minutes (whatever the code), and counts as a failed sign-in. */
 void
 h_auth_otp_verify(req_t *r)
 {
@@ -704,7 +888,7 @@ h_auth_otp_verify(req_t *r)
         reply_error(r, 422, "invalid_field", "\"code\" must be 6 digits");
         return;
     }
-    if (login_guard(r, email) != 0) {
+    if (login_guard(r, email) != 0 || account_guard(r, email, 1) != 0) {
         return;
     }
 
@@ -770,6 +954,7 @@ h_auth_otp_verify(req_t *r)
         return;
     }
 
+    account_release(r, email, 1);
     login_forget(r, email, 0);
     reply_global(r, uid, atoll(PQgetvalue(user, 0, 1)));
 }
@@ -880,13 +1065,10 @@ h_auth_reset_password(req_t *r)
     }
     uid = PQgetvalue(res, 0, 1);
 
-    hash = password_hash(pw, cfg.scrypt_n);
-    if (hash == NULL) {
-        log_error("req=%s msg=\"password_hash failed\"", r->id);
-        reply_error(r, 500, "internal_error", "internal error");
+    if (scrypt_slot(r) != 0 || (hash = hash_new(r, pw)) == NULL) {
         return;
     }
-    req_defer(r, free, hash);
+    scrypt_done(r);
 
     /* again under the row lock: two resets with one token, one wins */
     if (db_begin(r) != 0) {
@@ -909,8 +1091,10 @@ h_auth_reset_password(req_t *r)
         return;
     }
 
-    /* the mailbox is proven: lift the sign-in lock on every address */
+    /* the mailbox is proven: lift the sign-in lock on every address, and
+     * the account's */
     login_forget(r, PQgetvalue(res, 0, 4), 1);
+    account_forget(r, PQgetvalue(res, 0, 4));
     reply_global(r, uid, valid_after);
 }
 
@@ -946,6 +1130,9 @@ h_auth_password_change(req_t *r)
         return;
     }
 
+    if (scrypt_slot(r) != 0) {
+        return;
+    }
     res = dbq(r, "SELECT email, password_hash FROM users WHERE id = $1", 1,
               r->auth.user_id);
     if (res == NULL) {
@@ -955,7 +1142,9 @@ h_auth_password_change(req_t *r)
         reply_error(r, 401, "invalid_token", "the user no longer exists");
         return;
     }
-    if (login_guard(r, PQgetvalue(res, 0, 0)) != 0) {
+    if (login_guard(r, PQgetvalue(res, 0, 0)) != 0
+        || account_guard(r, PQgetvalue(res, 0, 0), 0) != 0)
+    {
         return;
     }
     if (!password_verify(old, PQgetvalue(res, 0, 1))) {
@@ -963,15 +1152,13 @@ h_auth_password_change(req_t *r)
                     "the current password is incorrect");
         return;
     }
+    account_release(r, PQgetvalue(res, 0, 0), 0);
     login_forget(r, PQgetvalue(res, 0, 0), 0);
 
-    hash = password_hash(new, cfg.scrypt_n);
-    if (hash == NULL) {
-        log_error("req=%s msg=\"password_hash failed\"", r->id);
-        reply_error(r, 500, "internal_error", "internal error");
+    if ((hash = hash_new(r, new)) == NULL) {
         return;
     }
-    req_defer(r, free, hash);
+    scrypt_done(r);
 
     if (db_begin(r) != 0) {
         return;

@@ -1,8 +1,13 @@
-/* handlers/health.c - GET /health: the sidecar and its database */
+/* handlers/health.c - GET /health: the sidecar and its database. The
+ * details (schema version, spool backlog, the ingester's last error) are
+ * for the operator: a client on loopback or a platform admin's token.
+ * Anyone else gets the status alone, with the same 200 / 503. */
 #include "handlers.h"
+#include "../auth.h"
 #include "../config.h"
 #include "../db.h"
 #include "../ingest.h"
+#include "../peer.h"
 
 #include <stdlib.h>
 
@@ -21,6 +26,11 @@ h_health_get(req_t *r)
     jw_init(&w);
     jw_obj(&w);
     jw_kstr(&w, "status", res ? "ok" : "degraded");
+    if (!peer_is_loopback(r->client_ip) && !auth_is_platform_admin(r)) {
+        jw_obj_end(&w);
+        reply_json(r, res ? 200 : 503, &w);
+        return;
+    }
     jw_kstr(&w, "database", res ? "ok" : "unavailable");
     if (res != NULL) {
         jw_kint(&w, "schema_version", atoll(PQgetvalue(res, 0, 0)));

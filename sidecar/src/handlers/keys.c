@@ -867,6 +867,7 @@ resolve_exec(req_t *r, const char *hash, const char *provider)
     PGresult               *res;
     PGconn                 *c;
     int                     attempt, status;
+    char                    esc[512];
 
     for (attempt = 0; attempt < 2; attempt++) {
         c = db_conn();
@@ -912,7 +913,8 @@ resolve_exec(req_t *r, const char *hash, const char *provider)
 
     status = db_status_for(state, &code);
     log_error("req=%s msg=\"key resolve query failed\" sqlstate=%s"
-              " error=\"%s\"", r->id, state ? state : "-", msg ? msg : "-");
+              " error=\"%s\"", r->id, state ? state : "-",
+              log_escape(msg, esc, sizeof(esc)));
     reply_error(r, status, code, "%s",
                 status == 503 ? "the database is unavailable, retry later"
                               : "internal error");

@@ -39,8 +39,10 @@ package Test::TruePort;
 # one entry applies to all). Each check is one assertion named
 # "TEST n: title - what". "$TEST_NGINX_*" in config, request, request_body
 # and more_headers (and in body/header expectations) is replaced with the
-# environment's value: SERVER_PORT, SIDECAR_PORT, MOCK_PORT, ROOT, WORK,
-# HTML_DIR, INTERNAL_TOKEN, JWT_SECRET are set by the harness.
+# environment's value: SERVER_PORT, SIDECAR_PORT, SIDECAR_INTERNAL_PORT,
+# MOCK_PORT, ROOT, WORK, HTML_DIR, INTERNAL_TOKEN, JWT_SECRET are set by
+# the harness. nginx has two upstreams: trueport_sidecar (the API) and
+# trueport_sidecar_internal (the /internal/ listener).
 #
 # A block also fails (without dying the file) when a section is unknown,
 # init/check/an eval dies, nginx does not start, a worker crashed, the
@@ -48,9 +50,9 @@ package Test::TruePort;
 # sanitized module, TP_NGINX_PRELOAD naming libasan/libubsan) nginx wrote
 # an ASan/UBSan report.
 #
-# Helpers for chained calls: api(), sidecar_api(), http_request(), dbh(),
-# pg_stop(), pg_start(), restart_sidecar(), stop_sidecar(), jwt() and more
-# in @EXPORT below.
+# Helpers for chained calls: api(), sidecar_api(), sidecar_internal_api(),
+# http_request(), dbh(), pg_stop(), pg_start(), restart_sidecar(),
+# stop_sidecar(), jwt() and more in @EXPORT below.
 use strict;
 use warnings;
 
@@ -81,6 +83,7 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(
     run_tests use_sidecar workers server_port sidecar_port sidecar_pid
+    sidecar_internal_port sidecar_internal_api
     restart_sidecar stop_sidecar start_sidecar db_dsn dbh pg_stop pg_start
     work_dir api sidecar_api http_request sidecar_log_tail error_log_tail
     jwt json_encode json_decode internal_token free_port wait_port
@@ -151,6 +154,7 @@ $ENV{TEST_NGINX_INTERNAL_TOKEN} = $internal_token;
 $ENV{TEST_NGINX_JWT_SECRET} = $JWT_SECRET;
 $ENV{TEST_NGINX_MOCK_PORT} //= free_port();
 $ENV{TEST_NGINX_SIDECAR_PORT} = free_port();
+$ENV{TEST_NGINX_SIDECAR_INTERNAL_PORT} = free_port();
 
 # The harness filters each block's sections itself (_filtered, below), so
 # that eval sections run after init and after nginx is up.
@@ -195,6 +199,7 @@ sub workers        { $workers = shift }
 sub server_port    { $port }
 sub sidecar_port   { $sidecar_port }
 sub sidecar_pid    { $sidecar_pid }
+sub sidecar_internal_port { $ENV{TEST_NGINX_SIDECAR_INTERNAL_PORT} }
 sub work_dir       { $work }
 sub internal_token { $internal_token }
 sub json_encode    { $JSON->encode(shift) }
@@ -242,8 +247,16 @@ sub use_sidecar {
     $admin->disconnect;
 
     $sidecar_port = $ENV{TEST_NGINX_SIDECAR_PORT};
+    # Every request of a test comes from 127.0.0.1, where a deployment
+    # sees many clients: the per-address limits of the public routes are
+    # raised out of the way (t/093-harden-auth.t checks them at their
+    # defaults). An env value of undef leaves the setting at its default.
     $sidecar_env = {
         TRUEPORT_LISTEN         => "127.0.0.1:$sidecar_port",
+        TRUEPORT_INTERNAL_LISTEN =>
+            "127.0.0.1:$ENV{TEST_NGINX_SIDECAR_INTERNAL_PORT}",
+        TRUEPORT_PASSWORD_RPM   => 1000000,
+        TRUEPORT_PUBLIC_RPM     => 1000000,
         TRUEPORT_DATABASE_URL   => db_dsn(),
         TRUEPORT_JWT_SECRET     => $JWT_SECRET,
         TRUEPORT_MASTER_KEY     => $MASTER_KEY,
@@ -273,13 +286,22 @@ sub start_sidecar {
         POSIX::setsid();    # its own group: a Ctrl-C goes to the harness
         open STDOUT, '>>', $log or POSIX::_exit(127);
         open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
-        @ENV{keys %$sidecar_env} = values %$sidecar_env;
+        for my $k (keys %$sidecar_env) {
+            if (defined $sidecar_env->{$k}) {
+                $ENV{$k} = $sidecar_env->{$k};
+            } else {
+                delete $ENV{$k};
+            }
+        }
         { exec $SIDECAR, 'serve' }
         POSIX::_exit(127);
     }
     $sidecar_pid = $pid;
     my $exited;
-    if (!wait_port($sidecar_port, 10, sub { !($exited = _reaped($pid)) })) {
+    if (!wait_port($sidecar_port, 10, sub { !($exited = _reaped($pid)) })
+        || !wait_port(sidecar_internal_port(), 2,
+                      sub { !($exited = _reaped($pid)) }))
+    {
         undef $sidecar_pid if $exited;
         Test::More::BAIL_OUT('sidecar did not start'
             . ($exited ? " (exit status $?)" : ' within 10 s')
@@ -403,6 +425,7 @@ sub _nginx_conf {
     my $load = -f $MODULE ? "load_module $MODULE;" : '';
     my $user = $> == 0 ? 'user root;' : '';
     my $sc = $sidecar_port // $ENV{TEST_NGINX_SIDECAR_PORT};
+    my $sci = $ENV{TEST_NGINX_SIDECAR_INTERNAL_PORT};
     my %s = map { $_ => _subst(_filtered($block, $_) // '') }
             qw(main_config http_config config);
     for my $k (sort keys %s) {
@@ -433,6 +456,11 @@ http {
     upstream trueport_sidecar {
         server 127.0.0.1:$sc;
         keepalive 16;
+    }
+
+    upstream trueport_sidecar_internal {
+        server 127.0.0.1:$sci;
+        keepalive 8;
     }
 
 $s{http_config}
@@ -706,7 +734,7 @@ sub _dechunk {
 
 
 # api(METHOD, PATH, BODY, HEADERS) through nginx, sidecar_api() straight
-# to the sidecar. BODY: a reference is sent as JSON (with Content-Type),
+# to the sidecar, sidecar_internal_api() to its /internal/ listener. BODY: a reference is sent as JSON (with Content-Type),
 # a string as is. HEADERS: hashref or arrayref of [name, value] pairs.
 sub _call {
     my ($p, $method, $path, $body, $headers) = @_;
@@ -724,6 +752,7 @@ sub _call {
 
 sub api         { _call($port, @_) }
 sub sidecar_api { _call($sidecar_port // $ENV{TEST_NGINX_SIDECAR_PORT}, @_) }
+sub sidecar_internal_api { _call(sidecar_internal_port(), @_) }
 
 
 # --- sections --------------------------------------------------------------

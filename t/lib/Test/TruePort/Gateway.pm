@@ -52,7 +52,8 @@ sub gw_http_config {
 }
 
 
-# The server{}-level lines: the resolve location (to the sidecar, or to
+# The server{}-level lines: the resolve location (to the sidecar's
+# internal listener, or to
 # "resolve_to" host:port; none with "no_resolve") and the four provider
 # locations on the mock ("<provider>_key": the route's credential, undef
 # for none; "extra": more lines in each; "policy": the policy load
@@ -62,7 +63,7 @@ sub gw_locations {
     my $mock = $o{mock} // "127.0.0.1:$ENV{TEST_NGINX_MOCK_PORT}";
     my $root = $ENV{TEST_NGINX_ROOT};
     my $token = Test::TruePort::internal_token();
-    my $to = $o{resolve_to} // 'trueport_sidecar';
+    my $to = $o{resolve_to} // 'trueport_sidecar_internal';
     my $timeout = $o{resolve_timeout} // '1s';
     my $extra = $o{extra} // '';
     my %key = (openai => 'sk-route-openai', anthropic => 'sk-ant-route',
