@@ -366,6 +366,7 @@ $1
             proxy_set_header Connection \"\";
             proxy_set_header X-Request-Id \$trueport_request_id;
             proxy_set_header X-TruePort-Internal-Token \"$TRUEPORT_INTERNAL_TOKEN\";
+            proxy_set_header X-TruePort-Key-Hash \$trueport_key_hash;
             proxy_connect_timeout 1s;
             proxy_send_timeout 1s;
             proxy_read_timeout 2s;

@@ -171,6 +171,8 @@ typedef struct {
     ngx_http_complex_value_t    *upstream_key;   /* NULL: none */
     ngx_str_t                    policy;         /* "": off */
     size_t                       policy_max_body;
+
+    unsigned                     redact:1;       /* a server's: has a gateway */
 } ngx_http_trueport_loc_conf_t;
 
 
@@ -342,6 +344,11 @@ ngx_int_t ngx_http_trueport_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_trueport_upstream_route(ngx_http_request_t *r,
     ngx_http_trueport_ctx_t *ctx);
 extern ngx_str_t  ngx_http_trueport_provider_names[];
+
+/* ngx_http_trueport_redact.c */
+
+ngx_int_t ngx_http_trueport_redact_init(ngx_conf_t *cf);
+void ngx_http_trueport_redact_server(ngx_conf_t *cf);
 
 /* ngx_http_trueport_filter.c */
 

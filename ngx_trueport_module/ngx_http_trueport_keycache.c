@@ -329,10 +329,16 @@ ngx_http_trueport_keycache_answer(ngx_http_request_t *r,
     if (ctx->sr_status != NGX_HTTP_OK) {
         level = ctx->have_stale ? NGX_LOG_WARN : NGX_LOG_ERR;
 
+        /* no URI: the lookup's is the resolve location's, not the key's */
+
         ngx_log_error(level, r->connection->log, 0,
-                      "trueport: key lookup \"%V?%V\" failed with status %ui",
-                      &ctx->subrequest->uri, &ctx->subrequest->args,
-                      ctx->sr_status);
+                      "trueport: %V key lookup failed with status %ui%s",
+                      &ngx_http_trueport_provider_names[ctx->provider],
+                      ctx->sr_status,
+                      ctx->sr_status == NGX_HTTP_BAD_REQUEST
+                      ? " (does the resolve location send "
+                        "\"X-TruePort-Key-Hash: $trueport_key_hash\"?)"
+                      : "");
         goto failed;
     }
 
@@ -445,17 +451,20 @@ ngx_http_trueport_keycache_subrequest(ngx_http_request_t *r, u_char *hash,
 
     name = &ngx_http_trueport_provider_names[provider];
 
-    args.len = sizeof("hash=&provider=") - 1 + 2 * NGX_HTTP_TRUEPORT_HASH_LEN
-               + name->len;
+    /*
+     * The key's hash goes in a header ($trueport_key_hash), not in the
+     * URI, which nginx prints in the error line of a failed lookup: it is
+     * a bearer value for the resolve endpoint.
+     */
+
+    args.len = sizeof("provider=") - 1 + name->len;
 
     args.data = ngx_pnalloc(r->pool, args.len);
     if (args.data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(args.data, "hash=", sizeof("hash=") - 1);
-    p = ngx_hex_dump(p, hash, NGX_HTTP_TRUEPORT_HASH_LEN);
-    p = ngx_cpymem(p, "&provider=", sizeof("&provider=") - 1);
+    p = ngx_cpymem(args.data, "provider=", sizeof("provider=") - 1);
     ngx_memcpy(p, name->data, name->len);
 
     if (ngx_http_subrequest(r, &tlcf->resolve, &args, &sr, ps, flags)
@@ -466,13 +475,19 @@ ngx_http_trueport_keycache_subrequest(ngx_http_request_t *r, u_char *hash,
 
     /*
      * a fake request body, as auth_request has it: the lookup must
-     * neither read the client's body nor close a file already read
+     * neither read the client's body nor close a file already read; and
+     * no length, or nginx weighs the client's body against the lookup
+     * location's client_max_body_size (a 413 for the lookup, a 503 for
+     * a body the provider route accepts)
      */
 
     sr->request_body = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
     if (sr->request_body == NULL) {
         return NGX_ERROR;
     }
+
+    sr->headers_in.content_length_n = -1;
+    sr->headers_in.chunked = 0;
 
     *psr = sr;
 
@@ -527,8 +542,9 @@ ngx_http_trueport_refresh_done(ngx_http_request_t *r, void *data,
 
     if (status != NGX_HTTP_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "trueport: key refresh \"%V?%V\" failed with "
-                      "status %ui", &r->uri, &r->args, status);
+                      "trueport: %V key refresh failed with status %ui",
+                      &ngx_http_trueport_provider_names[rf->provider],
+                      status);
         goto failed;
     }
 

@@ -258,6 +258,7 @@ ngx_http_trueport_create_loc_conf(ngx_conf_t *cf)
      *     conf->resolve = { 0, NULL };
      *     conf->upstream = { 0, NULL };
      *     conf->policy = { 0, NULL };
+     *     conf->redact = 0;
      */
 
     conf->health = NGX_CONF_UNSET;
@@ -360,6 +361,10 @@ ngx_http_trueport_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_trueport_access_handler;
+
+    if (ngx_http_trueport_redact_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (ngx_http_trueport_filter_init(cf) != NGX_OK) {
         return NGX_ERROR;

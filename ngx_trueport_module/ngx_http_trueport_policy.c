@@ -295,6 +295,9 @@ ngx_http_trueport_policy_lookup(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    sr->headers_in.content_length_n = -1;
+    sr->headers_in.chunked = 0;
+
     ctx->policy_sr = sr;
     ctx->policy_state = NGX_HTTP_TRUEPORT_POLICY_LOADING;
     ctx->waiting = 1;

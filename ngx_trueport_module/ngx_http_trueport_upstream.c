@@ -27,6 +27,8 @@ static ngx_int_t ngx_http_trueport_provider_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_trueport_cache_status_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_trueport_key_hash_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 ngx_str_t  ngx_http_trueport_provider_names[] = {
@@ -101,6 +103,10 @@ static ngx_http_variable_t  ngx_http_trueport_vars[] = {
       ngx_http_trueport_cache_status_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("trueport_key_hash"), NULL,
+      ngx_http_trueport_key_hash_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     /* cacheable: one id per request, shared with its subrequests */
     { ngx_string("trueport_request_id"), NULL,
       ngx_http_trueport_request_id_variable, 0, 0, 0 },
@@ -164,6 +170,8 @@ ngx_http_trueport_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_trueport_module);
     tmcf->gateway = 1;
+
+    ngx_http_trueport_redact_server(cf);
 
     return NGX_CONF_OK;
 }
@@ -490,6 +498,40 @@ ngx_http_trueport_string_variable(ngx_http_request_t *r,
     v->no_cacheable = 0;
     v->not_found = 0;
     v->data = s->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The SHA-256 of the request's key, in hex, for the header of the key
+ * lookups; empty in the main request, so that no log format can print it.
+ */
+
+static ngx_int_t
+ngx_http_trueport_key_hash_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                   *p;
+    ngx_http_trueport_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_trueport_module);
+
+    if (ctx == NULL || r == r->main) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, 2 * NGX_HTTP_TRUEPORT_HASH_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_hex_dump(p, ctx->hash, NGX_HTTP_TRUEPORT_HASH_LEN) - p;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = p;
 
     return NGX_OK;
 }

@@ -635,6 +635,52 @@ tp_args_strip(const unsigned char *args, size_t len, const char *name,
 }
 
 
+size_t
+tp_args_redact(const unsigned char *args, size_t len, const char *name,
+               const char *mark, unsigned char *out)
+{
+    size_t  i, v, nlen, mlen, end, n = 0;
+    int     found = 0;
+
+    nlen = strlen(name);
+    mlen = strlen(mark);
+
+    for (i = 0; i < len; i = end + 1) {
+        for (end = i; end < len && args[end] != '&'; end++) {
+            /* void */
+        }
+
+        v = i + nlen + 1;       /* the value, after "name=" */
+
+        if (arg_is(args, len, i, name, nlen) && v < end
+            && !(end - v == mlen && memcmp(args + v, mark, mlen) == 0))
+        {
+            found = 1;
+            if (out) {
+                memcpy(out + n, args + i, v - i);
+                memcpy(out + n + v - i, mark, mlen);
+            }
+            n += v - i + mlen;
+
+        } else {
+            if (out) {
+                memcpy(out + n, args + i, end - i);
+            }
+            n += end - i;
+        }
+
+        if (end < len) {
+            if (out) {
+                out[n] = '&';
+            }
+            n++;
+        }
+    }
+
+    return found ? n : 0;
+}
+
+
 static int
 hexval(unsigned char c)
 {

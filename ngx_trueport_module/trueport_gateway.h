@@ -70,6 +70,13 @@ int tp_args_get(const unsigned char *args, size_t len, const char *name,
 size_t tp_args_strip(const unsigned char *args, size_t len, const char *name,
                      unsigned char *out);
 
+/* The query string with the value of every "name" argument replaced by
+ * mark, written to out (NULL: only measured); returns its length, or 0
+ * when there is nothing to replace (no "name" argument with a value other
+ * than mark). */
+size_t tp_args_redact(const unsigned char *args, size_t len, const char *name,
+                      const char *mark, unsigned char *out);
+
 /* Percent-decoding of a query value ('+' is a space) into out (at least
  * len bytes); returns the decoded length.  A malformed escape stays as is. */
 size_t tp_args_unescape(const unsigned char *v, size_t len,

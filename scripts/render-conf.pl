@@ -21,6 +21,11 @@
 #   TRUEPORT_SPOOL_DIR            turns metering on: nginx's spool directory
 #   TRUEPORT_RESOLVER             name server for Azure's hosts (default:
 #                                 the first one in /etc/resolv.conf)
+#   TRUEPORT_PROVIDER_MAX_BODY    the provider routes' largest request body
+#                                 (32m; nginx sizes: 20m, 512k)
+#   TRUEPORT_POLICY_MAX_BODY      the largest body the policies check (1m,
+#                                 at most 16m): a larger one is refused when
+#                                 a rule applies
 #
 # trueport.conf's includes of trueport-proxy.conf become absolute paths
 # into OUTDIR.  An
@@ -55,6 +60,15 @@ sub setting {
     die "$0: $name=\"$v\" contains whitespace, a quote, ';', '{' or '}'\n"
         if $v =~ /[\s;{}'"\\]/;
 
+    return $v;
+}
+
+# an nginx size: digits and an optional k or m
+sub size {
+    my ($name) = @_;
+    my $v = setting($name, undef) // return undef;
+    die "$0: $name=\"$v\" is not a size (like 32m, 512k or 1048576)\n"
+        unless $v =~ /^\d+[kKmM]?$/;
     return $v;
 }
 
@@ -124,6 +138,11 @@ render('trueport.conf', sub {
     s/\@TRUEPORT_INTERNAL_TOKEN\@/$token/g
         or die "$0: no internal token placeholder in trueport.conf\n";
 
+    my $policy = size('TRUEPORT_POLICY_MAX_BODY');
+    (s/^(\s*trueport_policy_max_body\s+)[^\s;]+/$1$policy/m
+        or die "$0: no trueport_policy_max_body in trueport.conf\n")
+        if defined $policy;
+
     my $spool = setting('TRUEPORT_SPOOL_DIR', undef);
     s/^#(trueport_spool\s+)[^\s;]+/$1$spool/m if defined $spool;
 
@@ -147,7 +166,11 @@ render('sidecar-upstream.conf', sub {
              . " sidecar-upstream.conf\n";
 });
 
-render('trueport-proxy.conf', sub {});
+render('trueport-proxy.conf', sub {
+    my $max = size('TRUEPORT_PROVIDER_MAX_BODY') // return;
+    s/^(\s*client_max_body_size\s+)[^\s;]+/$1$max/m
+        or die "$0: no client_max_body_size in trueport-proxy.conf\n";
+});
 
 render('providers-upstream.conf', sub {
     for my $p (@providers) {

@@ -7,7 +7,6 @@ use lib 't/lib';
 use Test::TruePort;
 use Test::TruePort::Mock;
 use Test::TruePort::Gateway;
-use File::Path qw(make_path);
 
 use_sidecar();
 gw_setup();
@@ -78,57 +77,14 @@ $ENV{TEST_NGINX_GW_HTTP_ALL} = "$ENV{TEST_NGINX_GW_HTTP}\n"
                                . $ENV{TEST_NGINX_GW_UPSTREAMS};
 
 
-# conf.d as shipped, rendered by scripts/render-conf.pl with the upstreams
-# overridden, in an nginx of its own; returns [status, mock record]
+# conf.d as shipped (gw_shipped) with route credentials; returns
+# [status, mock record, route...] per route
 sub shipped {
-    my $dir = work_dir() . '/shipped';
-    my $port = free_port();
-    make_path("$dir/conf", "$dir/logs", "$dir/tmp");
-
-    local %ENV = (%ENV,
-        TRUEPORT_HTTP_LISTEN => "127.0.0.1:$port",
-        TRUEPORT_SIDECAR_ADDR => '127.0.0.1:' . sidecar_port(),
-        TRUEPORT_SIDECAR_INTERNAL_ADDR => '127.0.0.1:' . sidecar_internal_port(),
-        TRUEPORT_INTERNAL_TOKEN => internal_token(),
-        TRUEPORT_OPENAI_UPSTREAM => "http://$mock/v1",
-        TRUEPORT_ANTHROPIC_UPSTREAM => "http://$mock/v1/",
-        TRUEPORT_GOOGLE_UPSTREAM => "http://$mock/v1beta",
-        TRUEPORT_AZURE_UPSTREAM => "http://$mock",
+    my $s = gw_shipped(env => {
         TRUEPORT_OPENAI_API_KEY => 'sk-shipped-openai',
         TRUEPORT_ANTHROPIC_API_KEY => 'sk-shipped-anthropic',
         TRUEPORT_GOOGLE_API_KEY => 'shipped-google',
-        TRUEPORT_AZURE_API_KEY => 'shipped-azure',
-        TRUEPORT_RESOLVER => '127.0.0.1');
-
-    system("$ENV{TEST_NGINX_ROOT}/scripts/render-conf.pl", "$dir/conf") == 0
-        or return 'render-conf.pl failed';
-
-    my $module = $ENV{TP_MODULE} // "$ENV{TEST_NGINX_ROOT}/build/ngx_http_trueport_module.so";
-    open my $fh, '>', "$dir/nginx.conf" or die $!;
-    print $fh <<"CONF";
-load_module $module;
-@{[ $> == 0 ? 'user root;' : '' ]}
-worker_processes 2;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log info;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    include $dir/conf/sidecar-upstream.conf;
-    include $dir/conf/providers-upstream.conf;
-    include $dir/conf/trueport.conf;
-}
-CONF
-    close $fh;
-
-    my $out = `@{[ nginx_cmd() ]} -p $dir/ -c $dir/nginx.conf -e $dir/logs/error.log 2>&1`;
-    return "nginx did not start: $out" if $?;
-    wait_port($port, 5);
+        TRUEPORT_AZURE_API_KEY => 'shipped-azure' });
 
     my @seen;
     my @routes = (
@@ -138,7 +94,7 @@ CONF
         [ 'azure/res/dep/chat/completions?api-version=1', 'api-key', 'shipped-azure', '/openai/deployments/dep/chat/completions' ],
     );
     for my $r (@routes) {
-        my $res = http_request(port => $port, method => 'POST',
+        my $res = http_request(port => $s->{port}, method => 'POST',
             uri => "/trueportai-services/$r->[0]",
             headers => [ [ 'x-api-key', $KEY ],
                          [ 'anthropic-version', '2023-06-01' ],
@@ -148,13 +104,7 @@ CONF
         push @seen, [ $res->{status}, $m[-1], @$r ];
     }
 
-    my $pid = do { local (@ARGV, $/) = "$dir/nginx.pid"; <> };
-    chomp $pid;
-    kill 'QUIT', $pid;
-    for (1 .. 50) {
-        last unless kill 0, $pid;
-        select undef, undef, undef, 0.05;
-    }
+    gw_shipped_stop($s);
     return \@seen;
 }
 

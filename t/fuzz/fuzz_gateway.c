@@ -1,5 +1,6 @@
 /* fuzz_gateway.c - libFuzzer target for the gateway's parsers: any bytes
- * as a key lookup answer, a Bearer header and a query string. */
+ * as a key lookup answer, a Bearer header and a query string (found,
+ * stripped, redacted). */
 #include "trueport_gateway.h"
 
 #include <stdint.h>
@@ -23,6 +24,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (void) tp_args_unescape(v, n, out);
         }
         (void) tp_args_strip(data, size, "key", out);
+
+        /* the measured length is what is written */
+        n = tp_args_redact(data, size, "key", "[redacted]", NULL);
+        if (n && n <= sizeof(out)
+            && tp_args_redact(data, size, "key", "[redacted]", out) != n)
+        {
+            __builtin_trap();
+        }
     }
 
     return 0;

@@ -12,7 +12,9 @@
 //   GET  /v1beta/models
 //   POST /openai/deployments/{d}/chat/completions?api-version=...    Azure
 //   POST /openai/deployments/{d}/embeddings?api-version=...
-//   GET /__mock/requests    every request received, as JSON (oldest first)
+//   GET /__mock/requests    every request received, as JSON (oldest first),
+//                           with its body_length and the x-request-id /
+//                           request-id it was answered with
 //   DELETE /__mock/requests clears them
 //
 // Request headers that steer the mock (comma-separated, combinable):
@@ -33,6 +35,7 @@ const crypto = require('crypto');
 
 const DEFAULT_REPLY = 'Hello from the mock provider, how can I help?';
 const MAX_RECORDS = 2000;
+const MAX_RECORD_BODY = 4 * 1024 * 1024;
 const records = [];
 
 const rid = (p) => p + crypto.randomBytes(12).toString('hex');
@@ -116,6 +119,8 @@ function baseHeaders(ctx, type) {
   if (ctx.provider === 'anthropic') h['request-id'] = rid('req_');
   if (ctx.provider === 'azure') Object.assign(h, { 'apim-request-id': crypto.randomUUID(), 'x-request-id': crypto.randomUUID() });
   if (ctx.behavior.gzip) h['content-encoding'] = 'gzip';
+  // the record keeps the id the client must see, untouched by the gateway
+  ctx.record.response_request_id = h['x-request-id'] || h['request-id'];
   return h;
 }
 
@@ -361,8 +366,12 @@ function handle(req, res, raw) {
   }
 
   const text = raw.toString('utf8');
-  records.push({ method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams),
-                 headers: req.headers, body: text, ts: Date.now() });
+  // bodies over 4 MB are kept as their length only (the harness's JSON
+  // decoder is slow on them)
+  const record = { method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams),
+                   headers: req.headers, body: raw.length > MAX_RECORD_BODY ? null : text,
+                   body_length: raw.length, ts: Date.now() };
+  records.push(record);
   if (records.length > MAX_RECORDS) records.shift();
 
   const behavior = { gzip: false, drop: false, status: 0, slow: 0 };
@@ -373,7 +382,7 @@ function handle(req, res, raw) {
     else if ((mm = b.match(/^status-(429|500)$/))) behavior.status = Number(mm[1]);
     else if ((mm = b.match(/^slow-(\d+)$/))) behavior.slow = Number(mm[1]);
   }
-  const ctx = { req, res, url, behavior, provider: providerOf(url.pathname),
+  const ctx = { req, res, url, behavior, record, provider: providerOf(url.pathname),
                 reply: req.headers['x-mock-reply'] || DEFAULT_REPLY };
 
   setTimeout(() => {

@@ -1,6 +1,6 @@
 /* test_gateway.c - the gateway's request-side parsers: the sidecar's key
  * lookup answer (good, refused, malformed, hostile), the Bearer token, and
- * the query string's key argument (find, strip, unescape) */
+ * the query string's key argument (find, strip, redact, unescape) */
 #include "../../sidecar/tests/tap.h"
 #include "trueport_gateway.h"
 
@@ -184,6 +184,19 @@ test_args(void)
     is_str(STRIP("key=abc"), "", "key= alone");
     is_str(STRIP("key=a&key=b&x=1&key"), "x=1", "every key= stripped");
     is_str(STRIP("a=1&&b=2&keys=3"), "a=1&b=2&keys=3", "empty args dropped, keys= kept");
+
+#define REDACT(a) (n = tp_args_redact((const unsigned char *) (a), strlen(a), "key", "[r]", out), out[n] = '\0', (char *) out)
+#define REDACT_LEN(a) tp_args_redact((const unsigned char *) (a), strlen(a), "key", "[r]", NULL)
+
+    is_str(REDACT("alt=sse&key=AIza%2Bx&b=1"), "alt=sse&key=[r]&b=1", "key= redacted");
+    is_str(REDACT("key=a&x=1&key=bcdefg"), "key=[r]&x=1&key=[r]", "every key= redacted");
+    is_str(REDACT("&key=a&&b=&"), "&key=[r]&&b=&", "the rest kept byte for byte");
+    is_str(REDACT("key=s&key=[r]"), "key=[r]&key=[r]", "with one already redacted");
+    ok(REDACT_LEN("alt=sse&key=AIza%2Bx&b=1") == 19, "measured: the same length");
+    ok(REDACT_LEN("key=[r]&key=[r]") == 0, "already redacted: nothing to do");
+    ok(REDACT_LEN("key&key=&apikey=1&keys=2&b=key=3") == 0,
+       "no value, other names: nothing to do");
+    ok(REDACT_LEN("") == 0, "no args: nothing to do");
 
     n = tp_args_unescape((const unsigned char *) "a%2Bb+c%zz%4", 12, out);
     out[n] = '\0';

@@ -922,9 +922,11 @@ resolve_exec(req_t *r, const char *hash, const char *provider)
 }
 
 
-/* GET /internal/v1/keys/resolve?hash=<sha-256 hex>&provider=<name>
- * (nginx only). 200 is a definitive answer the module may cache; anything
- * else is not (503: the database is down, keep the stale entry). */
+/* GET /internal/v1/keys/resolve?provider=<name> with the key's SHA-256 in
+ * hex in X-TruePort-Key-Hash (nginx only; a "hash" argument is taken too,
+ * for direct callers: nginx keeps the hash out of the URI, which it logs).
+ * 200 is a definitive answer the module may cache; anything else is not
+ * (503: the database is down, keep the stale entry). */
 void
 h_keys_resolve(req_t *r)
 {
@@ -935,11 +937,15 @@ h_keys_resolve(req_t *r)
     jw_t        w;
     int         p;
 
-    hash = req_query(r, "hash");
+    hash = req_header(r, "X-TruePort-Key-Hash");
+    if (hash == NULL) {
+        hash = req_query(r, "hash");
+    }
     provider = req_query(r, "provider");
     if (!is_key_hash(hash)) {
         reply_error(r, 400, "invalid_hash",
-                    "hash must be 64 lowercase hex characters");
+                    "X-TruePort-Key-Hash (or hash) must be 64 lowercase hex"
+                    " characters");
         return;
     }
     for (p = 0; providers[p] != NULL; p++) {

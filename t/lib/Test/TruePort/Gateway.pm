@@ -10,6 +10,8 @@ package Test::TruePort::Gateway;
 #   gw_setup();                 # mock + $TEST_NGINX_GW_HTTP/$TEST_NGINX_GW
 #   my $t = gw_tenant();        # {id, user_id, token}
 #   my $k = gw_key($t, rpm => 5);   # {key, id, hash}
+#   my $s = gw_shipped(env => {...});   # conf.d as shipped: {port, dir}
+#   gw_shipped_stop($s);
 #
 # Blocks then use "--- http_config: $TEST_NGINX_GW_HTTP" and
 # "--- config: $TEST_NGINX_GW" (the harness fills those in), and find keys
@@ -19,12 +21,14 @@ use warnings;
 
 use Exporter 'import';
 use Digest::SHA qw(sha256_hex);
+use File::Path qw(make_path);
 use MIME::Base64 qw(encode_base64);
 use Test::TruePort ();
 use Test::TruePort::Mock qw(start_mock mock_requests);
 
 our @EXPORT = qw(gw_setup gw_http_config gw_locations gw_tenant gw_key
-                 gw_env gw_credential gw_config gw_upstream_saw sha256_hex);
+                 gw_env gw_credential gw_config gw_upstream_saw sha256_hex
+                 gw_shipped gw_shipped_stop);
 
 my $seq = 0;
 
@@ -85,6 +89,7 @@ sub gw_locations {
             proxy_set_header Connection "";
             proxy_http_version 1.1;
             proxy_set_header X-TruePort-Internal-Token "$token";
+            proxy_set_header X-TruePort-Key-Hash \$trueport_key_hash;
             proxy_connect_timeout $timeout;
             proxy_send_timeout $timeout;
             proxy_read_timeout $timeout;
@@ -238,6 +243,95 @@ sub gw_upstream_saw {
             or Test::More::diag($all);
     }
     return $m;
+}
+
+my @shipped;     # the gw_shipped() nginx still running, stopped at END
+
+# conf.d as shipped, rendered by scripts/render-conf.pl with the four
+# upstreams on the mock, in an nginx of its own (error_log at info, the
+# access log in the default combined format, both in $dir/logs); "env":
+# more render-conf.pl settings, "name": the folder under the work dir.
+# Returns {port, dir}, or dies.
+sub gw_shipped {
+    my (%o) = @_;
+    my $dir = Test::TruePort::work_dir() . '/' . ($o{name} // 'shipped');
+    my $port = Test::TruePort::free_port();
+    my $mock = "127.0.0.1:$ENV{TEST_NGINX_MOCK_PORT}";
+    make_path("$dir/conf", "$dir/logs", "$dir/tmp");
+
+    {
+        local %ENV = (%ENV,
+            TRUEPORT_HTTP_LISTEN => "127.0.0.1:$port",
+            TRUEPORT_SIDECAR_ADDR => '127.0.0.1:'
+                                     . Test::TruePort::sidecar_port(),
+            TRUEPORT_SIDECAR_INTERNAL_ADDR => '127.0.0.1:'
+                              . Test::TruePort::sidecar_internal_port(),
+            TRUEPORT_INTERNAL_TOKEN => Test::TruePort::internal_token(),
+            TRUEPORT_OPENAI_UPSTREAM => "http://$mock/v1",
+            TRUEPORT_ANTHROPIC_UPSTREAM => "http://$mock/v1/",
+            TRUEPORT_GOOGLE_UPSTREAM => "http://$mock/v1beta",
+            TRUEPORT_AZURE_UPSTREAM => "http://$mock",
+            TRUEPORT_RESOLVER => '127.0.0.1',
+            %{ $o{env} || {} });
+
+        system("$ENV{TEST_NGINX_ROOT}/scripts/render-conf.pl", "$dir/conf")
+            == 0 or die "gw_shipped: render-conf.pl failed\n";
+    }
+
+    my $module = $ENV{TP_MODULE}
+                 // "$ENV{TEST_NGINX_ROOT}/build/ngx_http_trueport_module.so";
+    open my $fh, '>', "$dir/nginx.conf" or die "gw_shipped: $!\n";
+    print $fh <<"CONF";
+load_module $module;
+@{[ $> == 0 ? 'user root;' : '' ]}
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log info;
+events { worker_connections 256; }
+http {
+    access_log $dir/logs/access.log;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    include $dir/conf/sidecar-upstream.conf;
+    include $dir/conf/providers-upstream.conf;
+    include $dir/conf/trueport.conf;
+}
+CONF
+    close $fh;
+
+    my $cmd = Test::TruePort::nginx_cmd();
+    my $out = `$cmd -p $dir/ -c $dir/nginx.conf -e $dir/logs/error.log 2>&1`;
+    die "gw_shipped: nginx did not start: $out\n" if $?;
+    Test::TruePort::wait_port($port, 5)
+        or die "gw_shipped: nginx does not listen on $port\n";
+
+    my $s = { port => $port, dir => $dir };
+    push @shipped, $s;
+    return $s;
+}
+
+
+sub gw_shipped_stop {
+    my ($s) = @_;
+    @shipped = grep { $_ != $s } @shipped;
+    open my $fh, '<', "$s->{dir}/nginx.pid" or return;
+    my $pid = <$fh>;
+    close $fh;
+    chomp $pid;
+    kill 'QUIT', $pid;
+    for (1 .. 100) {
+        last unless kill 0, $pid;
+        select undef, undef, undef, 0.05;
+    }
+}
+
+END {
+    my $rc = $?;
+    gw_shipped_stop($_) for @shipped;
+    $? = $rc;
 }
 
 1;
