@@ -68,7 +68,7 @@ $(BUILD)/fuzz/fuzz_spool_record: t/fuzz/fuzz_spool_record.c $(FUZZ_SPOOL_SRC) \
 # the sidecar's request path: body parse, then the validate-or-reply
 # helpers on the parsed value (sidecar sources only, none of the module's)
 FUZZ_REQ_SRC := $(addprefix sidecar/src/,json.c arena.c req.c log.c db.c \
-                config.c)
+                config.c peer.c)
 
 $(BUILD)/fuzz/fuzz_sidecar_request: t/fuzz/fuzz_sidecar_request.c \
         $(FUZZ_REQ_SRC) $(HEADERS)
