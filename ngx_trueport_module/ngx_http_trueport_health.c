@@ -17,11 +17,17 @@
 
 static ngx_int_t ngx_http_trueport_health_json(ngx_http_request_t *r,
     ngx_str_t *json);
+static ngx_uint_t ngx_http_trueport_health_local(ngx_connection_t *c);
 
 
 static ngx_str_t  ngx_http_trueport_health_405 = ngx_string(
     "{\"error\":{\"code\":\"method_not_allowed\","
     "\"message\":\"only GET and HEAD are allowed\"}}\n");
+
+/* what a client from elsewhere learns: the same 200, nothing about the
+ * version, the zone or the sidecar */
+static ngx_str_t  ngx_http_trueport_health_public = ngx_string(
+    "{\"status\":\"ok\"}\n");
 
 static ngx_str_t  ngx_http_trueport_allow = ngx_string("Allow");
 static ngx_str_t  ngx_http_trueport_get_head = ngx_string("GET, HEAD");
@@ -87,6 +93,11 @@ ngx_http_trueport_health_handler(ngx_http_request_t *r)
 
         return ngx_http_trueport_send_json(r, NGX_HTTP_NOT_ALLOWED,
                                            &ngx_http_trueport_health_405);
+    }
+
+    if (!ngx_http_trueport_health_local(r->connection)) {
+        return ngx_http_trueport_send_json(r, NGX_HTTP_OK,
+                                           &ngx_http_trueport_health_public);
     }
 
     if (ngx_http_trueport_health_json(r, &json) != NGX_OK) {
@@ -201,4 +212,48 @@ ngx_http_trueport_health_json(ngx_http_request_t *r, ngx_str_t *json)
     json->len = p - json->data;
 
     return NGX_OK;
+}
+
+
+/*
+ * The details are the operator's: a client on loopback (or a unix socket).
+ * With the realip module the address is the real client's, so a local
+ * proxy in front of nginx does not make every client local.
+ */
+
+static ngx_uint_t
+ngx_http_trueport_health_local(ngx_connection_t *c)
+{
+    u_char               *a;
+    struct sockaddr_in   *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6  *sin6;
+#endif
+
+    switch (c->sockaddr->sa_family) {
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) c->sockaddr;
+        return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) c->sockaddr;
+        a = sin6->sin6_addr.s6_addr;
+
+        if (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr)) {
+            return 1;
+        }
+
+        return IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) && a[12] == 127;
+#endif
+
+#if (NGX_HAVE_UNIX_DOMAIN)
+    case AF_UNIX:
+        return 1;
+#endif
+
+    default:
+        return 0;
+    }
 }

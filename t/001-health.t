@@ -122,3 +122,42 @@ Allow: GET
 HEAD /trueportai-services/health
 --- error_code: 200
 --- response_body:
+
+
+
+=== TEST 9: module health for a client from elsewhere: the status alone
+The realip module makes the request's address the one in X-Real-IP, as it
+would behind a proxy: not loopback, so no version, zone or sidecar state.
+--- http_config
+    trueport_zone zone=tp_health:1m;
+--- config
+    location = /trueportai-services/health {
+        set_real_ip_from 127.0.0.0/8;
+        real_ip_header X-Real-IP;
+        trueport_health;
+    }
+--- request
+GET /trueportai-services/health
+--- more_headers
+X-Real-IP: 203.0.113.7
+--- error_code: 200
+--- response_body
+{"status":"ok"}
+
+
+
+=== TEST 10: module health from a loopback address other than 127.0.0.1
+--- http_config
+    trueport_zone zone=tp_health:1m;
+--- config
+    location = /trueportai-services/health {
+        set_real_ip_from 127.0.0.0/8;
+        real_ip_header X-Real-IP;
+        trueport_health;
+    }
+--- request
+GET /trueportai-services/health
+--- more_headers
+X-Real-IP: 127.4.5.6
+--- error_code: 200
+--- response_body_like: "version":"\d+\.\d+\.\d+","zone":\{"name":"tp_health"
