@@ -372,6 +372,20 @@ is($o, 0, 'the success gave its reservation back');
 
 
 
+=== TEST 13b: IPv6 clients count per /64: 60 addresses of one /64 share one budget, another /64 has its own
+--- config
+    location ~ ^/v6/([\w:]+)/(\w+)/(.*)$ {
+        proxy_set_header X-Real-IP 2001:db8:$1::$2;
+        proxy_pass http://trueport_sidecar/platform/api/$3$is_args$args;
+    }
+--- request eval
+[ (map { "GET /v6/5:6/$_/global/tenants/check-availability?slug=v6-$_" } map { sprintf '%x', $_ } 1 .. 61),
+  "GET /v6/5:7/1/global/tenants/check-availability?slug=v6-other" ]
+--- error_code eval
+[ (200) x 60, 429, 200 ]
+
+
+
 === TEST 14: X-Real-IP is believed only from a trusted proxy: with nginx's address not listed, every client is nginx
 --- init
 restart_sidecar(TRUEPORT_TRUSTED_PROXIES => '192.0.2.1');

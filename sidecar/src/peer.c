@@ -155,3 +155,21 @@ peer_is_loopback(const char *ip)
 
     return netlist_has(&loopback, ip);
 }
+
+
+void
+peer_subscriber(const char *ip, char *out, size_t outlen)
+{
+    unsigned char a[16];
+    char          text[INET6_ADDRSTRLEN];
+
+    if (inet_pton(AF_INET6, ip, a) != 1
+        || (memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0))
+    {
+        snprintf(out, outlen, "%s", ip);
+        return;
+    }
+    memset(a + 8, 0, 8);
+    inet_ntop(AF_INET6, a, text, sizeof(text));
+    snprintf(out, outlen, "%s/64", text);
+}

@@ -37,6 +37,11 @@ void peer_text(const struct sockaddr *sa, char *out, size_t outlen);
 int peer_parse(const char *s, char *out, size_t outlen)
     __attribute__((warn_unused_result));
 
+/* The unit a per-address limit counts: an IPv4 address as it is, an IPv6
+ * address as its /64 ("2001:db8:1:2::/64"), one subscriber's share, since
+ * counting single IPv6 addresses would give each client 2^64 budgets. */
+void peer_subscriber(const char *ip, char *out, size_t outlen);
+
 /* 127.0.0.0/8 or ::1 */
 int peer_is_loopback(const char *ip);
 

@@ -10,6 +10,7 @@
 #include "ratelimit.h"
 #include "config.h"
 #include "log.h"
+#include "peer.h"
 
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -121,7 +122,7 @@ ratelimit_check(req_t *r, rl_group_t group)
     long long       now_ms;
     unsigned long   i, h;
     rl_slot_t      *slot = NULL, *oldest = NULL;
-    char            key[80], retry[24];
+    char            key[80], who[64], retry[24];
     long            wait, limit;
 
     /* TRUEPORT_RATE_LIMITS=0: a benchmark measures the handlers, not
@@ -130,9 +131,12 @@ ratelimit_check(req_t *r, rl_group_t group)
         return 0;
     }
 
-    snprintf(key, sizeof(key), "%d:%s", (int) group,
-             r->auth.ok && !rl_groups[group].per_address ? r->auth.user_id
-                                                         : r->client_ip);
+    if (r->auth.ok && !rl_groups[group].per_address) {
+        snprintf(who, sizeof(who), "%s", r->auth.user_id);
+    } else {
+        peer_subscriber(r->client_ip, who, sizeof(who));
+    }
+    snprintf(key, sizeof(key), "%d:%s", (int) group, who);
     limit = *rl_groups[group].limit;
 
     clock_gettime(CLOCK_REALTIME, &ts);

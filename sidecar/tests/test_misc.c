@@ -60,6 +60,12 @@ test_misc(void)
        && !peer_is_loopback("128.0.0.1") && !peer_is_loopback("::ffff:10.0.0.1")
        && !peer_is_loopback("") && !peer_is_loopback("localhost"),
        "peer: loopback");
+    peer_subscriber("192.0.2.1", out, sizeof(out));
+    is_str(out, "192.0.2.1", "peer: an IPv4 client counts alone");
+    peer_subscriber("2001:db8:1:2:aaaa:bbbb:cccc:dddd", out, sizeof(out));
+    is_str(out, "2001:db8:1:2::/64", "peer: an IPv6 client counts as its /64");
+    peer_subscriber("::ffff:192.0.2.1", out, sizeof(out));
+    is_str(out, "::ffff:192.0.2.1", "peer: a mapped IPv4 address alone");
 
     is_str(log_escape("/a b?c=1", out, sizeof(out)), "/a b?c=1",
            "log: printable ASCII as is");
