@@ -145,9 +145,11 @@ conf mock "" "" "        listen 127.0.0.1:$MOCK_PORT;
 wait_port "$MOCK_PORT" 10
 
 gateway() {    # gateway MODULE NEW(0|1)
-    local extra=
+    local extra= hash=
     local zone="trueport_zone zone=bench:${ZONE_MB}m;"
     if [ "$2" = 1 ]; then
+        # the key's hash in a header (an older module sends it as ?hash=)
+        hash="proxy_set_header X-TruePort-Key-Hash \$trueport_key_hash;"
         zone="trueport_zone zone=bench:${ZONE_MB}m negative=$((NKEYS + 100));"
         extra="trueport_key_miss_limit off;"
     fi
@@ -157,19 +159,23 @@ gateway() {    # gateway MODULE NEW(0|1)
     trueport_cache_refresh 10m;
     trueport_cache_valid 20m;
     trueport_cache_negative 20m;
-    upstream trueport_sidecar { server 127.0.0.1:$SC_PORT; keepalive 16; }
+    upstream trueport_sidecar_internal {
+        server 127.0.0.1:$SC_INTERNAL_PORT;
+        keepalive 16;
+    }
     upstream bench_mock { server 127.0.0.1:$MOCK_PORT; keepalive 16; }" "
         listen 127.0.0.1:$GW_PORT;
         trueport_resolve_location /_trueport/resolve;
         location = /_trueport/resolve {
             internal;
-            proxy_pass http://trueport_sidecar/internal/v1/keys/resolve\$is_args\$args;
+            proxy_pass http://trueport_sidecar_internal/internal/v1/keys/resolve\$is_args\$args;
             proxy_pass_request_body off;
             proxy_pass_request_headers off;
             proxy_http_version 1.1;
             proxy_set_header Content-Length \"\";
             proxy_set_header Connection \"\";
             proxy_set_header X-TruePort-Internal-Token \"$TRUEPORT_INTERNAL_TOKEN\";
+            $hash
             proxy_read_timeout 10s;
         }
         location = /health { trueport_health; }
