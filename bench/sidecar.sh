@@ -124,7 +124,7 @@ TOKEN=$(perl -MDigest::SHA=hmac_sha256 -MMIME::Base64 -e '
     my $b64 = sub { my $s = encode_base64(shift, ""); $s =~ tr{+/}{-_}; $s =~ s/=+$//; $s };
     my $now = time;
     my $head = $b64->(q({"alg":"HS256","typ":"JWT"}));
-    my $body = $b64->(sprintf q({"sub":"%s","tid":"%s","role":"admin","env":"production","iat":%d,"exp":%d}),
+    my $body = $b64->(sprintf q({"sub":"%s","typ":"scoped","tid":"%s","role":"admin","env":"production","iat":%d,"exp":%d}),
                       $sub, $tid, $now, $now + 3600);
     print "$head.$body.", $b64->(hmac_sha256("$head.$body", $secret));
 ' "$TRUEPORT_JWT_SECRET" "$USER_ID" "$TENANT")

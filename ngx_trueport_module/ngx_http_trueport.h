@@ -202,6 +202,7 @@ typedef struct ngx_http_trueport_meter_s  ngx_http_trueport_meter_t;
 
 typedef struct {
     ngx_uint_t                   status;         /* TP_KEY_* */
+    ngx_uint_t                   flags;          /* TP_RESOLVE_* */
     ngx_uint_t                   rpm;
     time_t                       expires_at;     /* 0: never */
     uint64_t                     policy_revision;

@@ -30,6 +30,7 @@ typedef struct {
     u_char                       status;          /* TP_KEY_* */
     u_char                       provider;
     u_char                       refreshing;
+    u_char                       flags;           /* TP_RESOLVE_* */
     u_short                      env_len;
     u_short                      credential_len;
     u_short                      endpoint_len;
@@ -368,6 +369,7 @@ ngx_http_trueport_keycache_answer(ngx_http_request_t *r,
     key = &ctx->key;
 
     key->status = answer->status;
+    key->flags = answer->flags;
     key->rpm = answer->rpm;
     key->expires_at = (time_t) answer->expires_at;
     key->policy_revision = answer->policy_revision;
@@ -692,6 +694,7 @@ ngx_http_trueport_keycache_copy(ngx_http_request_t *r,
     size_t   len;
 
     key->status = kn->status;
+    key->flags = kn->flags;
     key->rpm = kn->rpm;
     key->expires_at = kn->expires_at;
     key->policy_revision = kn->policy_revision;
@@ -812,6 +815,7 @@ ngx_http_trueport_keycache_store(ngx_http_trueport_main_conf_t *tmcf,
     kn->used = ngx_current_msec;
 
     kn->status = (u_char) answer->status;
+    kn->flags = (u_char) answer->flags;
     kn->refreshing = 0;
     kn->fetched = ngx_current_msec;
     kn->refresh_start = 0;

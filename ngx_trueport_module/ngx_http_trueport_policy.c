@@ -1007,7 +1007,15 @@ ngx_http_trueport_policy_record(ngx_http_request_t *r,
     rec.rule_type = v->type;
     rec.action = tp_policy_action_name(v->action);
     rec.detector = v->detector;
-    rec.excerpt = v->excerpt;
+
+    /* an excerpt of the prompt (masked, but still the prompt) only when the
+     * tenant's log_prompts says so; a model name or a count is not one */
+    if ((ctx->key.flags & TP_RESOLVE_LOG_PROMPTS)
+        || ngx_strcmp(v->type, "model") == 0
+        || ngx_strcmp(v->type, "limits") == 0)
+    {
+        rec.excerpt = v->excerpt;
+    }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "trueport: policy violation %s: rule %s %s %s %s",

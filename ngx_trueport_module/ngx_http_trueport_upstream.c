@@ -248,7 +248,9 @@ ngx_http_trueport_add_variables(ngx_conf_t *cf)
 /*
  * The upstream URL and the credential of a request whose key passed.
  * NGX_HTTP_NOT_FOUND: an Azure path of the wrong shape;
- * NGX_HTTP_SERVICE_UNAVAILABLE: no credential for the provider.
+ * NGX_HTTP_SERVICE_UNAVAILABLE: no credential for the provider (none of
+ * the tenant's, and the route's default is not set or not the plan's to
+ * spend).
  */
 
 ngx_int_t
@@ -265,12 +267,15 @@ ngx_http_trueport_upstream_route(ngx_http_request_t *r,
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_trueport_module);
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    /* the credential: the tenant's own, else the route's default */
+    /* the credential: the tenant's own, else the route's default when the
+     * tenant's plan lets it spend the operator's keys */
 
     if (ctx->key.credential.len) {
         ctx->credential = ctx->key.credential;
 
-    } else if (tlcf->upstream_key) {
+    } else if (tlcf->upstream_key
+               && (ctx->key.flags & TP_RESOLVE_DEFAULT_CREDENTIALS))
+    {
         if (ngx_http_complex_value(r, tlcf->upstream_key, &ctx->credential)
             != NGX_OK)
         {

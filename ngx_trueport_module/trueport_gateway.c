@@ -18,12 +18,14 @@
 
 enum {
     F_NONE = 0, F_FOUND, F_KEY_ID, F_TENANT_ID, F_ENV, F_RPM, F_STATUS,
-    F_EXPIRES_AT, F_CREDENTIAL, F_ENDPOINT, F_POLICY_REVISION, F_COUNT
+    F_EXPIRES_AT, F_CREDENTIAL, F_ENDPOINT, F_POLICY_REVISION,
+    F_DEFAULT_CREDENTIALS, F_LOG_PROMPTS, F_COUNT
 };
 
 static const char *const field_names[F_COUNT] = {
     NULL, "found", "key_id", "tenant_id", "env", "rpm", "status",
-    "expires_at", "credential", "endpoint", "policy_revision"
+    "expires_at", "credential", "endpoint", "policy_revision",
+    "default_credentials", "log_prompts"
 };
 
 static const char *const status_names[TP_KEY_STATUSES] = {
@@ -223,6 +225,7 @@ cb_boolean(void *ctx, int b)
 {
     parse_t  *ps = ctx;
     int       rc, f;
+    unsigned  bit;
 
     rc = at_value(ps);
     if (rc <= 0) {
@@ -231,11 +234,19 @@ cb_boolean(void *ctx, int b)
     f = ps->field;
     ps->field = F_NONE;
 
-    if (f != F_FOUND) {
+    switch (f) {
+    case F_FOUND:
+        ps->found = b ? 1 : 0;
+        return 1;
+    case F_DEFAULT_CREDENTIALS:
+    case F_LOG_PROMPTS:
+        bit = f == F_LOG_PROMPTS ? TP_RESOLVE_LOG_PROMPTS
+                                 : TP_RESOLVE_DEFAULT_CREDENTIALS;
+        ps->out->flags = b ? ps->out->flags | bit : ps->out->flags & ~bit;
+        return 1;
+    default:
         return fail(ps, "must not be a boolean", f);
     }
-    ps->found = b ? 1 : 0;
-    return 1;
 }
 
 

@@ -29,8 +29,14 @@ enum {
     TP_KEY_STATUSES
 };
 
+/* what the tenant's plan and settings allow (tp_resolve_t.flags); an
+ * answer without them allows neither */
+#define TP_RESOLVE_DEFAULT_CREDENTIALS  0x01   /* the route's default key */
+#define TP_RESOLVE_LOG_PROMPTS          0x02   /* excerpts in violations */
+
 typedef struct {
     int        status;                /* TP_KEY_* */
+    unsigned   flags;                 /* TP_RESOLVE_* */
     uint32_t   rpm;
     int64_t    expires_at;            /* unix seconds, 0: never */
     uint64_t   policy_revision;
@@ -38,7 +44,8 @@ typedef struct {
     char       tenant_id[TP_UUID_LEN + 1];
     size_t     env_len;
     char       env[TP_ENV_MAX + 1];
-    size_t     credential_len;        /* 0: none, use the route's default */
+    size_t     credential_len;        /* 0: none, the route's default if
+                                         TP_RESOLVE_DEFAULT_CREDENTIALS */
     char       credential[TP_CREDENTIAL_MAX + 1];
     size_t     endpoint_len;          /* 0: none */
     char       endpoint[TP_ENDPOINT_MAX + 1];

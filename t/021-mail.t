@@ -90,8 +90,11 @@ my $row = ::settled('ann@example.com');
 ok($row->{sent_at}, 'sent_at is set') or diag explain $row;
 is($row->{attempts}, 1, 'one attempt');
 is($row->{last_error}, undef, 'no error');
-($::code) = $row->{body} =~ /code is (\d{6})/;
-my $mail = ::delivered(qr/\Q$::code\E/);
+# the code is read from what sendmail got: once sent, the row keeps no
+# body (issue 13, t/097-harden-tenant.t)
+my $mail = ::delivered(qr/code is \d{6}/);
+($::code) = $mail =~ /code is (\d{6})/;
+is($row->{body}, undef, 'the sent row keeps no body');
 like($mail, qr/^args: -t -i\n/, 'sendmail ran with -t -i');
 like($mail, qr/^To: ann\@example\.com$/m, 'To header');
 like($mail, qr/^Subject: Your TruePort sign-in code$/m, 'Subject header');

@@ -9,6 +9,10 @@ use Test::TruePort::Org;
 use_sidecar();
 
 our $dbh = dbh();
+# one user makes more organisations here than the default cap of 5
+# (tenants.max_per_user, t/097-harden-tenant.t tests the cap itself)
+$dbh->do(q{INSERT INTO global_configs (key, value) VALUES
+           ('tenants.max_per_user', '50')});
 our $alice = org_user(email => 'alice@example.com', name => 'Alice');
 our $bob = org_user(email => 'bob@example.com', name => 'Bob');
 our $ga = org_global($alice);

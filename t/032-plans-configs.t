@@ -24,7 +24,7 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: the catalog: every plan with its limits, the current one marked
+=== TEST 1: the catalog: every plan with its limits and flags, the current one marked
 --- config
     location /platform/api/ {
         proxy_set_header X-Real-IP $remote_addr;
@@ -36,7 +36,7 @@ GET /platform/api/service/catalog/plans
 "Authorization: Bearer $::viewer"
 --- error_code: 200
 --- response_body chomp
-{"items":[{"id":"free","name":"Free","price_cents":0,"currency":"USD","interval":"month","limits":{"default_rpm":60,"max_rpm":120,"max_keys":5,"monthly_requests":10000,"log_retention_days":7},"current":true},{"id":"pro","name":"Pro","price_cents":4900,"currency":"USD","interval":"month","limits":{"default_rpm":600,"max_rpm":3000,"max_keys":50,"monthly_requests":1000000,"log_retention_days":30},"current":false},{"id":"enterprise","name":"Enterprise","price_cents":49900,"currency":"USD","interval":"month","limits":{"default_rpm":3000,"max_rpm":30000,"max_keys":1000,"monthly_requests":100000000,"log_retention_days":365},"current":false}],"total":3,"limit":50,"offset":0}
+{"items":[{"id":"free","name":"Free","price_cents":0,"currency":"USD","interval":"month","self_service":true,"default_credentials":false,"limits":{"default_rpm":60,"max_rpm":120,"max_keys":5,"monthly_requests":10000,"log_retention_days":7},"current":true},{"id":"pro","name":"Pro","price_cents":4900,"currency":"USD","interval":"month","self_service":false,"default_credentials":true,"limits":{"default_rpm":600,"max_rpm":3000,"max_keys":50,"monthly_requests":1000000,"log_retention_days":30},"current":false},{"id":"enterprise","name":"Enterprise","price_cents":49900,"currency":"USD","interval":"month","self_service":false,"default_credentials":true,"limits":{"default_rpm":3000,"max_rpm":30000,"max_keys":1000,"monthly_requests":100000000,"log_retention_days":365},"current":false}],"total":3,"limit":50,"offset":0}
 --- no_error_log
 [error]
 
@@ -106,6 +106,10 @@ POST /platform/api/service/subscriptions
 
 
 === TEST 4: activate pro: 201, the plan, its limits, the start
+--- init
+# the operator offers pro as self-service here: a tenant admin may only
+# activate such plans (the refusal: t/097-harden-tenant.t)
+$::dbh->do(q{UPDATE plans SET self_service = true WHERE id = 'pro'});
 --- config
     location /platform/api/ {
         proxy_set_header X-Real-IP $remote_addr;

@@ -362,7 +362,7 @@ GET /platform/api/admin/configs
 --- more_headers eval
 "Authorization: Bearer $::root"
 --- error_code: 200
---- response_body_like: ^\{"items":\[\{"key":"model_prices","type":"object","description":"[^"]+","value":\{.*"openai":\{.*"gpt-4o":\{"input":2.5,"output":10,"cached":1.25\}.*\},"is_default":true,"updated_at":null,"updated_by":null\},\{"key":"signup_enabled","type":"boolean","description":"[^"]+","value":true,"is_default":true,"updated_at":null,"updated_by":null\},\{"key":"default_plan","type":"plan","description":"[^"]+","value":"free","is_default":true,"updated_at":null,"updated_by":null\}\],"total":3,"limit":50,"offset":0\}$
+--- response_body_like: ^\{"items":\[\{"key":"model_prices","type":"object","description":"[^"]+","value":\{.*"openai":\{.*"gpt-4o":\{"input":2.5,"output":10,"cached":1.25\}.*\},"is_default":true,"updated_at":null,"updated_by":null\},\{"key":"signup_enabled","type":"boolean","description":"[^"]+","value":true,"is_default":true,"updated_at":null,"updated_by":null\},\{"key":"default_plan","type":"plan","description":"[^"]+","value":"free","is_default":true,"updated_at":null,"updated_by":null\},\{"key":"tenants.max_per_user","type":"integer","description":"[^"]+","value":5,"is_default":true,"updated_at":null,"updated_by":null\}\],"total":4,"limit":50,"offset":0\}$
 
 
 
@@ -410,7 +410,7 @@ ok(!defined $a[0]{tenant_id}, '... platform-wide (no tenant)');
 GET /platform/api/admin/configs?limit=1
 --- more_headers eval
 "Authorization: Bearer $::root"
---- response_body_like: "gpt-5":\{"input":1.25,"output":10,"cached":0.125\}.*"is_default":false.*"total":3,"limit":1,"offset":0\}$
+--- response_body_like: "gpt-5":\{"input":1.25,"output":10,"cached":0.125\}.*"is_default":false.*"total":4,"limit":1,"offset":0\}$
 
 
 

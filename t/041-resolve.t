@@ -154,6 +154,7 @@ is_deeply($r->{json}, {
     found => JSON::PP::true, key_id => $id, tenant_id => $T, env => 'production',
     rpm => 60, status => 'active', expires_at => undef, credential => undef,
     endpoint => undef, policy_revision => 0,
+    default_credentials => JSON::PP::false, log_prompts => JSON::PP::false,
 }, 'a live key on the free plan: every field');
 is($r->{headers}{'cache-control'}, 'no-store', 'Cache-Control: no-store');
 
@@ -349,6 +350,6 @@ X-TruePort-Internal-Token: guessed
 --- request eval
 "GET /t/resolve?hash=$::hash&provider=openai"
 --- error_code: 200
---- response_body_like: ^\{"found":true,"key_id":"[0-9a-f-]{36}","tenant_id":"[0-9a-f-]{36}","env":"production","rpm":60,"status":"active","expires_at":null,"credential":"sk-upstream-openai-\\"quoted\\"\\\\","endpoint":null,"policy_revision":0\}$
+--- response_body_like: ^\{"found":true,"key_id":"[0-9a-f-]{36}","tenant_id":"[0-9a-f-]{36}","env":"production","rpm":60,"status":"active","expires_at":null,"credential":"sk-upstream-openai-\\"quoted\\"\\\\","endpoint":null,"policy_revision":0,"default_credentials":false,"log_prompts":false\}$
 --- no_error_log
 [error]

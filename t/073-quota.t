@@ -13,10 +13,12 @@ mkdir $spool or die $!;
 use_sidecar(env => { TRUEPORT_SPOOL_DIR => $spool });
 gw_setup(valid => '300ms', refresh => '100ms');
 
-# a plan of 3 requests a month (per-file database: nobody else sees it)
+# a plan of 3 requests a month (per-file database: nobody else sees it);
+# its tenants spend the route's credential, which a plan must allow
 dbh()->do("INSERT INTO plans (id, name, default_rpm, max_keys,"
-          . " monthly_requests, log_retention_days, price_cents, max_rpm)"
-          . " VALUES ('tiny', 'Tiny', 60, 5, 3, 1, 0, 60)");
+          . " monthly_requests, log_retention_days, price_cents, max_rpm,"
+          . " default_credentials)"
+          . " VALUES ('tiny', 'Tiny', 60, 5, 3, 1, 0, 60, true)");
 our $T = gw_tenant(plan => 'tiny');
 our $K = gw_key($T);
 our $O = gw_tenant(plan => 'tiny');      # another tenant, untouched

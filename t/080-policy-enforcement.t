@@ -25,6 +25,8 @@ our $P = '/trueportai-services/api/v1/policies';
 
 our $T = gw_tenant();
 our $K = gw_key($T, rpm => 1000);
+# the masked excerpts are checked here: the tenant keeps them (log_prompts)
+gw_config($T, 'log_prompts', JSON::PP::true());
 our $N = gw_tenant();                      # no rules at all
 our $NK = gw_key($N, rpm => 1000);
 

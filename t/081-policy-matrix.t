@@ -28,6 +28,8 @@ our $A = '/trueportai-services/api/v1/analytics/violations';
 our $T = gw_tenant();
 our $K = gw_key($T, rpm => 10000);
 our $K2 = gw_key($T, rpm => 1000);
+# the masked excerpts are checked here: the tenant keeps them (log_prompts)
+gw_config($T, 'log_prompts', JSON::PP::true());
 our $O = gw_tenant();                      # another tenant, no rules
 our $OK = gw_key($O, rpm => 1000);
 

@@ -123,6 +123,14 @@ auth_require(req_t *r, role_t min)
     memcpy(r->auth.user_id, c.sub, strlen(c.sub) + 1);
 
     if (min == ROLE_GLOBAL) {
+        /* the account's routes (new tenants, select-tenant, the password)
+         * are not for a token scoped to one tenant */
+        if (c.tid[0] != '\0') {
+            reply_error(r, 401, "global_token_required",
+                        "this route needs a global token (login), not a"
+                        " scoped one");
+            return -1;
+        }
         return 0;
     }
     if (min == ROLE_PLATFORM) {

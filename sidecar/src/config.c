@@ -62,6 +62,8 @@ static const config_row_t config_table[] = {
       "JWT lifetime in seconds" },
     { "TRUEPORT_SENDMAIL", T_STR, &cfg.sendmail, "", 0, 0,
       "sendmail path for the outbox (empty: outbox table only)" },
+    { "TRUEPORT_OUTBOX_RETENTION_DAYS", T_INT, &cfg.outbox_retention_days,
+      "7", 1, 3650, "days an outbox row (without its body) is kept" },
     { "TRUEPORT_SPOOL_DIR", T_STR, &cfg.spool_dir, "", 0, 0,
       "usage spool directory (empty: no ingestion)" },
     { "TRUEPORT_RETENTION_INTERVAL", T_INT, &cfg.retention_interval, "600",

@@ -28,6 +28,7 @@ typedef struct {
     char  *internal_token;       /* shared with nginx for /internal/ */
     long   token_ttl;            /* seconds, global and scoped JWTs */
     char  *sendmail;             /* optional sendmail path for the outbox */
+    long   outbox_retention_days;/* then outbox rows are deleted */
     char  *spool_dir;            /* usage spool written by nginx workers */
     long   retention_interval;   /* seconds between retention sweeps */
     int    rate_limits;          /* 0: route limits off (benchmarks) */

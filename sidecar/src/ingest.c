@@ -11,6 +11,7 @@
 #include "db.h"
 #include "json.h"
 #include "log.h"
+#include "mail.h"
 #include "req.h"
 #include "spool_record.h"
 
@@ -1102,6 +1103,8 @@ ingest_main(void *arg)
                                     sizeof(esc)));
             }
             PQclear(res);
+            /* and the outbox's old rows (mail.c) */
+            (void) mail_sweep(c);
         }
 
         if (got == 0) {

@@ -1,6 +1,8 @@
 /* mail.c - the outbox: handlers queue messages in a table inside their own
  * transaction; one background thread pipes committed ones to sendmail with
- * a deadline, so a stuck MTA delays mail and never a request. */
+ * a deadline, so a stuck MTA delays mail and never a request. Bodies hold
+ * codes and tokens: they are cleared once sent (or too old to send), and
+ * rows deleted after the retention. */
 #include "mail.h"
 #include "config.h"
 #include "db.h"
@@ -25,6 +27,24 @@
 #define MAIL_MAX_ATTEMPTS 5         /* then the row stays for an operator */
 #define MAIL_SUBJECT_MAX  200
 #define MAIL_MAX_AGE      "1 day"   /* older unsent mail is kept, not sent */
+#define MAIL_SWEEP_SOME   100       /* rows per sweep as mail is queued */
+#define MAIL_SWEEP_ALL    10000     /* rows per periodic sweep */
+
+/* Clears the bodies that will never be sent (the rows stay, with who,
+ * subject and when, until the retention) and deletes the rows older than
+ * the retention ($1 days), at most $2 of each; the two ranges never meet,
+ * so no row is changed twice in the statement. */
+#define MAIL_SWEEP_SQL                                                      \
+    "WITH cleared AS (UPDATE outbox SET body = NULL WHERE id IN"            \
+    "  (SELECT id FROM outbox WHERE body IS NOT NULL AND sent_at IS NULL"   \
+    "   AND created_at < now() - interval '" MAIL_MAX_AGE "'"               \
+    "   AND created_at >= now() - $1::int * interval '1 day'"               \
+    "   ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1),"  \
+    " gone AS (DELETE FROM outbox WHERE id IN"                              \
+    "  (SELECT id FROM outbox"                                              \
+    "   WHERE created_at < now() - $1::int * interval '1 day'"              \
+    "   ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1)"  \
+    " SELECT (SELECT count(*) FROM cleared), (SELECT count(*) FROM gone)"
 
 #define MAIL_XSTR(x) #x
 #define MAIL_STR(x)  MAIL_XSTR(x)
@@ -96,7 +116,11 @@ mail_send(req_t *r, const char *to, const char *subject, const char *body)
     subject = one_line(r, subject, MAIL_SUBJECT_MAX);
     res = dbq(r, "INSERT INTO outbox (to_addr, subject, body)"
                  " VALUES ($1, $2, $3) RETURNING id", 3, to, subject, body);
-    if (res == NULL) {
+    if (res == NULL
+        || dbq(r, MAIL_SWEEP_SQL, 2,
+               arena_sprintf(&r->arena, "%ld", cfg.outbox_retention_days),
+               MAIL_STR(MAIL_SWEEP_SOME)) == NULL)
+    {
         return -1;
     }
 
@@ -421,9 +445,11 @@ deliver_one(PGconn *c)
     p[0] = PQgetvalue(res, 0, 0);
     p[1] = err;
     if (rc == 0) {
+        /* the body (a code, a token) has done its job */
         upd = PQexecParams(c, "UPDATE outbox SET sent_at = now(),"
-                              " attempts = attempts + 1, last_error = NULL"
-                              " WHERE id = $1", 1, NULL, p, NULL, NULL, 0);
+                              " attempts = attempts + 1, last_error = NULL,"
+                              " body = NULL WHERE id = $1", 1, NULL, p, NULL,
+                           NULL, 0);
     } else {
         log_warn("msg=\"mail delivery failed\" outbox_id=%s error=\"%s\"",
                  p[0], log_escape(err, esc, sizeof(esc)));
@@ -442,6 +468,33 @@ deliver_one(PGconn *c)
         return -1;
     }
     return 1;
+}
+
+
+long long
+mail_sweep(PGconn *c)
+{
+    const char *p[2];
+    char        days[24];
+    PGresult   *res;
+    long long   n = -1;
+
+    snprintf(days, sizeof(days), "%ld", cfg.outbox_retention_days);
+    p[0] = days;
+    p[1] = MAIL_STR(MAIL_SWEEP_ALL);
+    res = PQexecParams(c, MAIL_SWEEP_SQL, 2, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        n = atoll(PQgetvalue(res, 0, 0)) + atoll(PQgetvalue(res, 0, 1));
+        if (n > 0) {
+            log_info("msg=\"outbox swept\" bodies_cleared=%s rows_deleted=%s",
+                     PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+        }
+    } else {
+        log_warn("msg=\"outbox sweep failed\" error=\"%s\"",
+                 PQresultErrorMessage(res));
+    }
+    PQclear(res);
+    return n;
 }
 
 

@@ -55,6 +55,8 @@ const route_t routes[] = {
     { "GET",    PLATFORM "/admin/tenants",                     h_admin_tenants_list,   ROLE_PLATFORM, RL_MANAGEMENT },
     { "GET",    PLATFORM "/admin/tenants/{id}",                h_admin_tenants_get,    ROLE_PLATFORM, RL_MANAGEMENT },
     { "PUT",    PLATFORM "/admin/tenants/{id}/status",         h_admin_tenants_status, ROLE_PLATFORM, RL_MANAGEMENT },
+    { "PUT",    PLATFORM "/admin/tenants/{id}/plan",           h_admin_tenants_plan,   ROLE_PLATFORM, RL_MANAGEMENT },
+    { "PATCH",  PLATFORM "/admin/plans/{id}",                  h_admin_plans_update,   ROLE_PLATFORM, RL_MANAGEMENT },
     { "GET",    PLATFORM "/admin/users",                       h_admin_users_list,     ROLE_PLATFORM, RL_MANAGEMENT },
     { "GET",    PLATFORM "/admin/stats",                       h_admin_stats,          ROLE_PLATFORM, RL_MANAGEMENT },
     { "GET",    PLATFORM "/admin/configs",                     h_admin_configs_list,   ROLE_PLATFORM, RL_MANAGEMENT },

@@ -28,6 +28,8 @@ token_issue(const char *secret, const char *sub, const char *tid,
         goto done;
     }
     if (jwt_add_grant(jwt, "sub", sub) != 0
+        || jwt_add_grant(jwt, "typ", tid != NULL ? TOKEN_TYP_SCOPED
+                                                 : TOKEN_TYP_GLOBAL) != 0
         || jwt_add_grant_int(jwt, "iat", now) != 0
         || jwt_add_grant_int(jwt, "exp", now + ttl) != 0)
     {
@@ -158,8 +160,9 @@ token_verify(const char *secret, const char *token, long long now,
 {
     token_slot_t *slot;
     jwt_t        *jwt = NULL;
+    const char   *typ;
     size_t        len;
-    int           rc = -1;
+    int           rc = -1, scoped;
 
     memset(out, 0, sizeof(*out));
     *why = "malformed token";
@@ -209,11 +212,23 @@ token_verify(const char *secret, const char *token, long long now,
         goto done;
     }
 
-    if (copy_grant(jwt, "tid", out->tid, sizeof(out->tid), 0) != 0
-        || copy_grant(jwt, "role", out->role, sizeof(out->role),
-                      out->tid[0] != '\0') != 0
-        || copy_grant(jwt, "env", out->env, sizeof(out->env),
-                      out->tid[0] != '\0') != 0)
+    typ = jwt_get_grant(jwt, "typ");
+    if (typ == NULL) {
+        *why = "token has no type (issued before an upgrade): sign in again";
+        goto done;
+    }
+    scoped = strcmp(typ, TOKEN_TYP_SCOPED) == 0;
+    if (!scoped && strcmp(typ, TOKEN_TYP_GLOBAL) != 0) {
+        *why = "token has an unknown type";
+        goto done;
+    }
+
+    /* a scoped token names its tenant, role and env; a global one none */
+    if (copy_grant(jwt, "tid", out->tid, sizeof(out->tid), scoped) != 0
+        || copy_grant(jwt, "role", out->role, sizeof(out->role), scoped) != 0
+        || copy_grant(jwt, "env", out->env, sizeof(out->env), scoped) != 0
+        || (scoped && out->tid[0] == '\0')
+        || (!scoped && (out->tid[0] || out->role[0] || out->env[0])))
     {
         *why = "token has malformed claims";
         goto done;

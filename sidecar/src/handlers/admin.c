@@ -409,27 +409,33 @@ h_admin_audit_list(req_t *r)
 
 /* -- global settings ------------------------------------------------------ */
 
-typedef enum { GT_PRICES, GT_BOOL, GT_PLAN } gtype_t;
+typedef enum { GT_PRICES, GT_BOOL, GT_PLAN, GT_INT } gtype_t;
 
 typedef struct {
     const char *key;
     gtype_t     type;
     const char *dflt;       /* JSON */
     const char *help;
+    long long   min, max;   /* GT_INT */
 } gconf_t;
 
 static const gconf_t gconfs[] = {
     { "model_prices", GT_PRICES, NULL,
       "USD per million tokens: {provider: {model: {input, output, cached}}};"
-      " a PUT merges, a model set to null is removed" },
-    { "signup_enabled", GT_BOOL, "true", "whether anyone may register" },
-    { "default_plan", GT_PLAN, "\"free\"", "the plan a new tenant starts on" },
+      " a PUT merges, a model set to null is removed", 0, 0 },
+    { "signup_enabled", GT_BOOL, "true", "whether anyone may register", 0, 0 },
+    { "default_plan", GT_PLAN, "\"free\"", "the plan a new tenant starts on",
+      0, 0 },
+    { "tenants.max_per_user", GT_INT, "5",
+      "organisations a user may create (platform admins: no limit)",
+      0, 100000 },
 };
 
 #define N_GCONFS (sizeof(gconfs) / sizeof(gconfs[0]))
 
 static const char *gtype_names[] = {
     [GT_PRICES] = "object", [GT_BOOL] = "boolean", [GT_PLAN] = "plan",
+    [GT_INT] = "integer",
 };
 
 static const char *price_providers[] = { "openai", "anthropic", "google",
@@ -678,6 +684,17 @@ h_admin_configs_put(req_t *r)
             return;
         }
         break;
+    case GT_INT:
+        if (!YAJL_IS_NULL(v)
+            && (!YAJL_IS_INTEGER(v) || v->u.number.i < c->min
+                || v->u.number.i > c->max))
+        {
+            reply_error(r, 422, "invalid_value",
+                        "%s must be an integer from %lld to %lld", c->key,
+                        c->min, c->max);
+            return;
+        }
+        break;
     case GT_PLAN:
         if (YAJL_IS_NULL(v)) {
             break;
@@ -782,4 +799,26 @@ global_config_bool(req_t *r, const char *key, int dflt)
         return dflt;
     }
     return strcmp(PQgetvalue(res, 0, 1), "true") == 0;
+}
+
+
+long long
+global_config_int(req_t *r, const char *key)
+{
+    const gconf_t *c = gconf_find(key);
+    const char    *state;
+    PGresult      *res;
+    long long      v;
+
+    if (c == NULL || c->type != GT_INT) {
+        return 0;
+    }
+    v = atoll(c->dflt);
+    res = dbq_try(r, &state, "SELECT value #>> '{}' FROM global_configs"
+                             " WHERE key = $1 AND jsonb_typeof(value)"
+                             " = 'number'", 1, key);
+    if (res != NULL && PQntuples(res) == 1) {
+        v = atoll(PQgetvalue(res, 0, 0));
+    }
+    return v < c->min ? c->min : v > c->max ? c->max : v;
 }

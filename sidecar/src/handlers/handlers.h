@@ -48,6 +48,8 @@ void h_invites_accept(req_t *r);
 void h_plans_list(req_t *r);
 void h_subscriptions_create(req_t *r);
 void h_subscriptions_list(req_t *r);
+void h_admin_tenants_plan(req_t *r);
+void h_admin_plans_update(req_t *r);
 void h_configs_list(req_t *r);
 void h_configs_put(req_t *r);
 void h_storage_get(req_t *r);
@@ -69,6 +71,10 @@ const char *slug_problem(const char *slug);
  * when unset or unreadable. Sends no reply. */
 int global_config_bool(req_t *r, const char *key, int dflt);
 
+/* A global integer setting ("tenants.max_per_user"), or its default from
+ * the allowlist when unset or unreadable. Sends no reply. */
+long long global_config_int(req_t *r, const char *key);
+
 /* timestamptz column as RFC 3339 UTC with milliseconds */
 #define ORG_TS(col) "to_char(" col " AT TIME ZONE 'UTC',"                   \
                     " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -77,10 +83,12 @@ int global_config_bool(req_t *r, const char *key, int dflt);
  * per timestamp per row is a good part of Postgres's work */
 #define ORG_UTC(col) "(" col " AT TIME ZONE 'UTC')"
 
-/* a plan's columns (8), from plans p, for org_plan_from() */
+/* a plan's columns (ORG_PLAN_NCOLS), from plans p, for org_plan_from() */
 #define ORG_PLAN_COLS                                                       \
     " p.id, p.name, p.price_cents, p.default_rpm, p.max_rpm, p.max_keys,"   \
-    " p.monthly_requests, p.log_retention_days"
+    " p.monthly_requests, p.log_retention_days, p.self_service,"            \
+    " p.default_credentials"
+#define ORG_PLAN_NCOLS  10
 
 typedef struct {
     char       id[40];
@@ -88,6 +96,8 @@ typedef struct {
     char       started_at[40];     /* "" when there is no subscription */
     long long  price_cents, default_rpm, max_rpm, max_keys;
     long long  monthly_requests, log_retention_days;
+    int        self_service;        /* a tenant admin may activate it */
+    int        default_credentials; /* may spend the route's default key */
 } org_plan_t;
 
 typedef enum { ORG_STR, ORG_NUM, ORG_BOOL, ORG_JSON } org_col_t;

@@ -31,6 +31,10 @@
 #define TENANT_RPM_KEY        "default_rpm"
 #define TENANT_PROVIDERS_KEY  "allowed_providers"
 
+/* whether violations keep prompt excerpts (the module leaves them out of
+ * its records otherwise, so they never reach the spool) */
+#define TENANT_LOG_PROMPTS_KEY  "log_prompts"
+
 /* tenant_configs c's value as an rpm, NULL unless a number in 1..INT_MAX
  * (nested CASE: the cast must never see a string) */
 #define CFG_RPM                                                             \
@@ -818,7 +822,8 @@ is_key_hash(const char *s)
     "   ELSE 'active' END AS status,"                                       \
     "  floor(extract(epoch FROM k.expires_at))::bigint AS expires,"         \
     "  cred.secret, ep.value #>> '{}' AS endpoint, k.last_used_at,"         \
-    "  t.policy_revision"                                                   \
+    "  t.policy_revision, p.default_credentials,"                           \
+    "  coalesce(lp.value = 'true'::jsonb, false) AS log_prompts"            \
     "  FROM api_keys k"                                                     \
     "  JOIN tenants t ON t.id = k.tenant_id"                                \
     "  LEFT JOIN subscriptions s ON s.tenant_id = k.tenant_id"              \
@@ -832,6 +837,8 @@ is_key_hash(const char *s)
     "   AND cred.key = 'providers.' || $2 || '.api_key'"                    \
     "  LEFT JOIN tenant_configs ep ON ep.tenant_id = k.tenant_id"           \
     "   AND ep.key = 'providers.' || $2 || '.endpoint'"                     \
+    "  LEFT JOIN tenant_configs lp ON lp.tenant_id = k.tenant_id"           \
+    "   AND lp.key = '" TENANT_LOG_PROMPTS_KEY "'"                          \
     "  LEFT JOIN usage_monthly um ON um.tenant_id = k.tenant_id"            \
     "   AND um.month = date_trunc('month', now() AT TIME ZONE 'UTC')::date" \
     "  WHERE k.key_hash = $1),"                                             \
@@ -842,7 +849,7 @@ is_key_hash(const char *s)
     "        OR a.last_used_at < now() - interval '1 minute')"              \
     "   FOR UPDATE OF a SKIP LOCKED))"                                      \
     " SELECT id, tenant_id, env, rpm, status, expires, secret, endpoint,"   \
-    " policy_revision FROM k"
+    " policy_revision, default_credentials, log_prompts FROM k"
 
 
 static void
@@ -1001,6 +1008,9 @@ h_keys_resolve(req_t *r)
     jw_col(&w, "endpoint", res, 0, 7, 0);
     /* the tenant's rules changed when this moved (handlers/policies.c) */
     jw_kraw(&w, "policy_revision", PQgetvalue(res, 0, 8));
+    /* the plan lets the tenant spend the route's default credential */
+    jw_kbool(&w, "default_credentials", PQgetvalue(res, 0, 9)[0] == 't');
+    jw_kbool(&w, "log_prompts", PQgetvalue(res, 0, 10)[0] == 't');
     jw_obj_end(&w);
     secret_free(cred);
 

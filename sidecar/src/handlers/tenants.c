@@ -238,6 +238,8 @@ org_plan_from(PGresult *res, int row, int col, org_plan_t *p)
     p->max_keys = atoll(PQgetvalue(res, row, col + 5));
     p->monthly_requests = atoll(PQgetvalue(res, row, col + 6));
     p->log_retention_days = atoll(PQgetvalue(res, row, col + 7));
+    p->self_service = PQgetvalue(res, row, col + 8)[0] == 't';
+    p->default_credentials = PQgetvalue(res, row, col + 9)[0] == 't';
 }
 
 
@@ -258,7 +260,7 @@ org_tenant_plan(req_t *r, const char *tenant_id, org_plan_t *p)
     }
     org_plan_from(res, 0, 0, p);
     snprintf(p->started_at, sizeof(p->started_at), "%s",
-             PQgetvalue(res, 0, 8));
+             PQgetvalue(res, 0, ORG_PLAN_NCOLS));
     return 0;
 }
 
@@ -340,7 +342,8 @@ h_tenants_create(req_t *r)
 {
     static const char *const fields[] = { "name", "slug", NULL };
     const char *name, *slug, *why, *state, *tid;
-    PGresult   *t, *s;
+    PGresult   *t, *s, *n;
+    long long   max;
     yajl_val    body;
     jw_t        w;
 
@@ -366,8 +369,28 @@ h_tenants_create(req_t *r)
         return;
     }
 
+    /* anyone can register: the tenants a user creates are capped (each
+     * starts a plan and may spend what it grants); the user's row
+     * serialises two creations. Platform admins are the operator's. */
+    max = global_config_int(r, "tenants.max_per_user");
+
     if (db_begin(r) != 0) {
         return;
+    }
+
+    if (!r->auth.platform_admin) {
+        n = dbq(r, "SELECT (SELECT count(*) FROM tenants"
+                   " WHERE created_by = u.id) FROM users u"
+                   " WHERE u.id = $1 FOR UPDATE", 1, r->auth.user_id);
+        if (n == NULL) {
+            return;
+        }
+        if (PQntuples(n) == 1 && atoll(PQgetvalue(n, 0, 0)) >= max) {
+            reply_error(r, 403, "tenant_limit_reached",
+                        "you may create at most %lld organisations"
+                        " (tenants.max_per_user)", max);
+            return;
+        }
     }
 
     t = dbq_try(r, &state,
@@ -537,7 +560,8 @@ h_service_info(req_t *r)
         return;
     }
     org_plan_from(t, 0, 7, &p);
-    snprintf(p.started_at, sizeof(p.started_at), "%s", PQgetvalue(t, 0, 15));
+    snprintf(p.started_at, sizeof(p.started_at), "%s",
+             PQgetvalue(t, 0, 7 + ORG_PLAN_NCOLS));
 
     u = dbq(r,
             "SELECT count(*), coalesce(sum(total_tokens), 0),"

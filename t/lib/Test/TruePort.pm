@@ -392,14 +392,18 @@ sub pg_start {
 }
 
 
-# HS256 JWT with the harness's secret (the sidecar checks these).
+# HS256 JWT with the harness's secret (the sidecar checks these). The typ
+# claim follows the claims (tid: "scoped", else "global") unless given;
+# typ => undef leaves it out (a token from before the claim existed).
 sub jwt {
     my ($claims, %o) = @_;
     my $b64 = sub { encode_base64(shift, '') =~ tr{+/}{-_}r =~ s/=+$//r };
     my $head = $b64->($JSON->encode({ alg => $o{alg} // 'HS256',
                                       typ => 'JWT' }));
     my $now = time;
-    my %c = (iat => int($now), exp => int($now) + 3600, %$claims);
+    my %c = (iat => int($now), exp => int($now) + 3600,
+             typ => exists $claims->{tid} ? 'scoped' : 'global', %$claims);
+    delete $c{typ} unless defined $c{typ};
     my $body = $b64->($JSON->encode(\%c));
     return "$head.$body." if ($o{alg} // '') eq 'none';
     my $sig = $b64->(hmac_sha256("$head.$body", $o{secret} // $JWT_SECRET));
