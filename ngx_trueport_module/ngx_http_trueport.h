@@ -83,7 +83,7 @@ typedef struct {
 
 /* changes with the zone's layout: a reload with a module of another
  * layout must not read the old zone as its own */
-#define NGX_HTTP_TRUEPORT_ZONE_MAGIC  0x7472756570727433ULL   /* "trueprt3" */
+#define NGX_HTTP_TRUEPORT_ZONE_MAGIC  0x7472756570727434ULL   /* "trueprt4" */
 
 typedef struct {
     uint64_t                           magic;

@@ -221,11 +221,11 @@ h_subscriptions_create(req_t *r)
 }
 
 
-/* PUT /admin/tenants/{id}/plan {plan}: any plan of the catalog */
+/* PUT /admin/tenants/{id}/plan {plan_id}: any plan of the catalog */
 void
 h_admin_tenants_plan(req_t *r)
 {
-    static const char *const fields[] = { "plan", NULL };
+    static const char *const fields[] = { "plan_id", NULL };
     const char *id;
     org_plan_t  p;
     yajl_val    body;
@@ -233,7 +233,7 @@ h_admin_tenants_plan(req_t *r)
     if (org_path_id(r, "id", &id) != 0
         || req_json_body(r, &body) != 0
         || org_only_fields(r, body, fields) != 0
-        || plan_of_body(r, body, "plan", &p) != 0)
+        || plan_of_body(r, body, "plan_id", &p) != 0)
     {
         return;
     }
