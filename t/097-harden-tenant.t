@@ -480,6 +480,39 @@ unlike($v[0], qr/jane\.roe\@example\.org/, '... masked');
 
 
 
+=== TEST 12b: the ingester stores no excerpt for a tenant whose log_prompts is off, whatever a worker's cached answer said
+--- init
+# a record with an excerpt as a worker still caching log_prompts=true
+# would write it, for both tenants (one of them has it off)
+my ($line) = main::spooled_violations($::LL->{id}, 1);
+chomp $line;
+my %id = (q => '6d8f2b1e-0000-4000-8000-000000000001',
+          l => '6d8f2b1e-0000-4000-8000-000000000002');
+(my $q = $line) =~ s/"tenant_id":"[^"]+"/"tenant_id":"$::LQ->{id}"/;
+$q =~ s/"id":"[^"]+"/"id":"$id{q}"/;
+(my $l = $line) =~ s/"id":"[^"]+"/"id":"$id{l}"/;
+like($q, qr/"excerpt":"[^"]+"/, 'the record carries an excerpt');
+open my $out, '>', "$::W/sc-spool/9797-1-1.jsonl.tmp" or die $!;
+print $out "$q\n$l\n";
+close $out;
+rename "$::W/sc-spool/9797-1-1.jsonl.tmp", "$::W/sc-spool/9797-1-1.jsonl" or die $!;
+ok(::until_gone(q{SELECT 2 - count(*) FROM violations WHERE id IN (?, ?)},
+                $id{q}, $id{l}), 'both ingested');
+my $rows = $::dbh->selectall_hashref(
+    'SELECT id, excerpt FROM violations WHERE id IN (?, ?)', 'id', undef,
+    $id{q}, $id{l});
+is($rows->{$id{q}}{excerpt}, undef, 'log_prompts off: stored without the excerpt');
+like($rows->{$id{l}}{excerpt} // '', qr/\S/, 'log_prompts on: the excerpt is kept');
+--- config
+    location /platform/api/ {
+        proxy_pass http://trueport_sidecar;
+    }
+--- request
+GET /platform/api/global/tenants/check-availability?slug=some-slug
+--- error_code: 200
+
+
+
 === TEST 13: a sent message keeps who, what and when, not its code or token
 --- init
 ::signup('mail@example.com');
