@@ -4,19 +4,19 @@
 #include "password.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdlib.h>
 
 #define SECRET "0123456789abcdef0123456789abcdef"
 #define NOW 1800000000LL
 
 static char *
-b64url(const char *s)
+b64url_n(const void *s, size_t len)
 {
     static char out[512];
     int         n, i, j = 0;
 
-    n = EVP_EncodeBlock((unsigned char *) out, (const unsigned char *) s,
-                        (int) strlen(s));
+    n = EVP_EncodeBlock((unsigned char *) out, s, (int) len);
     for (i = 0; i < n; i++) {
         if (out[i] == '=') break;
         out[j++] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
@@ -24,6 +24,79 @@ b64url(const char *s)
     out[j] = '\0';
     return out;
 }
+
+static char *
+b64url(const char *s)
+{
+    return b64url_n(s, strlen(s));
+}
+
+
+/* an HS256 token of the claims, signed with SECRET */
+static char *
+signed_token(const char *claims)
+{
+    static char   tok[1024];
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int  n;
+
+    snprintf(tok, sizeof(tok), "%s.",
+             b64url("{\"alg\":\"HS256\",\"typ\":\"JWT\"}"));
+    strcat(tok, b64url(claims));
+    HMAC(EVP_sha256(), SECRET, (int) strlen(SECRET), (unsigned char *) tok,
+         strlen(tok), mac, &n);
+    strcat(tok, ".");
+    strcat(tok, b64url_n(mac, n));
+    return tok;
+}
+
+
+/* the typ claim: every token says what it is and its claims agree */
+static void
+test_token_typ(void)
+{
+    static const struct { const char *claims, *why; } bad[] = {
+        { "{\"sub\":\"u1\",\"iat\":1800000000,\"exp\":1900000000}",
+          "no typ (issued before the claim)" },
+        { "{\"sub\":\"u1\",\"tid\":\"t1\",\"role\":\"owner\","
+          "\"env\":\"production\",\"iat\":1800000000,\"exp\":1900000000}",
+          "scoped claims without typ" },
+        { "{\"sub\":\"u1\",\"typ\":\"scoped\",\"iat\":1800000000,"
+          "\"exp\":1900000000}", "typ scoped without a tenant" },
+        { "{\"sub\":\"u1\",\"typ\":\"global\",\"tid\":\"t1\","
+          "\"role\":\"owner\",\"env\":\"production\","
+          "\"iat\":1800000000,\"exp\":1900000000}", "typ global with a tenant" },
+        { "{\"sub\":\"u1\",\"typ\":\"admin\",\"iat\":1800000000,"
+          "\"exp\":1900000000}", "an unknown typ" },
+        { "{\"sub\":\"u1\",\"typ\":7,\"iat\":1800000000,"
+          "\"exp\":1900000000}", "typ not a string" },
+    };
+    token_claims_t c;
+    const char    *why;
+    char          *t;
+    size_t         i;
+
+    t = signed_token("{\"sub\":\"u1\",\"typ\":\"global\","
+                     "\"iat\":1800000000,\"exp\":1900000000}");
+    ok(token_verify(SECRET, t, NOW, &c, &why) == 0 && c.tid[0] == '\0',
+       "typ: a hand-signed global token verifies (the signing is right)");
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        t = signed_token(bad[i].claims);
+        ok(token_verify(SECRET, t, NOW, &c, &why) != 0,
+           "typ: %s is refused (%s)", bad[i].why, why);
+    }
+
+    t = token_issue(SECRET, "u1", NULL, NULL, NULL, 60, NOW, NULL);
+    ok(token_verify(SECRET, t, NOW, &c, &why) == 0 && c.tid[0] == '\0',
+       "typ: an issued global token verifies as global");
+    free(t);
+    t = token_issue(SECRET, "u1", "t1", "owner", "production", 60, NOW, NULL);
+    ok(t != NULL && token_verify(SECRET, t, NOW, &c, &why) == 0
+       && strcmp(c.tid, "t1") == 0, "typ: an issued scoped token verifies");
+    free(t);
+}
+
 
 void
 test_token(void)
@@ -97,6 +170,8 @@ test_token(void)
        "token: garbage refused");
     ok(token_verify(SECRET, "a.b.c", NOW, &c, &why) != 0,
        "token: three junk parts refused");
+
+    test_token_typ();
 
     /* passwords */
     ok(password_policy("short") != NULL, "password: under 10 refused");

@@ -44,6 +44,25 @@ test_resolve(void)
     is_int(res.credential_len, 6, "credential length");
     is_str(res.endpoint, "https://r.openai.azure.com", "endpoint, no trailing /");
     is_int(res.policy_revision, 7, "policy_revision");
+    is_int(res.flags, 0, "no flags in an answer without them: neither allowed");
+
+    ok(parse("{\"found\":true,\"key_id\":\"" ID1 "\",\"tenant_id\":\"" ID2 "\","
+             "\"env\":\"e\",\"rpm\":1,\"status\":\"active\","
+             "\"default_credentials\":true,\"log_prompts\":true}") == 0
+       && res.flags == (TP_RESOLVE_DEFAULT_CREDENTIALS | TP_RESOLVE_LOG_PROMPTS),
+       "default_credentials and log_prompts true: both flags");
+    ok(parse("{\"found\":true,\"key_id\":\"" ID1 "\",\"tenant_id\":\"" ID2 "\","
+             "\"env\":\"e\",\"rpm\":1,\"status\":\"active\","
+             "\"default_credentials\":true,\"log_prompts\":false,"
+             "\"default_credentials\":false}") == 0 && res.flags == 0,
+       "false clears a flag (the last member wins)");
+    ok(parse("{\"found\":true,\"key_id\":\"" ID1 "\",\"tenant_id\":\"" ID2 "\","
+             "\"env\":\"e\",\"rpm\":1,\"status\":\"active\","
+             "\"default_credentials\":\"true\"}") != 0,
+       "default_credentials as a string is refused");
+    ok(parse("{\"found\":true,\"key_id\":\"" ID1 "\",\"tenant_id\":\"" ID2 "\","
+             "\"env\":\"e\",\"rpm\":1,\"status\":\"active\","
+             "\"log_prompts\":1}") != 0, "log_prompts as a number is refused");
 
     ok(parse("{\"found\":false}") == 0 && res.status == TP_KEY_UNKNOWN,
        "found: false is an unknown key");
