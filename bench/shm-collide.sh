@@ -89,8 +89,9 @@ tail -n +2 "$KEYS" >"$WORK/keys-attack"
 
 "${PSQL[@]}" <<SQL >/dev/null
 INSERT INTO plans (id, name, default_rpm, max_keys, monthly_requests,
-                   log_retention_days, price_cents, max_rpm)
-    VALUES ('bench', 'Bench', 100000000, 10, 0, 1, 0, 100000000);
+                   log_retention_days, price_cents, max_rpm,
+                   default_credentials)
+    VALUES ('bench', 'Bench', 100000000, 10, 0, 1, 0, 100000000, true);
 WITH u AS (INSERT INTO users (email, name, password_hash)
            VALUES ('bench@example.com', 'Bench', 'x') RETURNING id),
      t AS (INSERT INTO tenants (name, slug, status, created_by)

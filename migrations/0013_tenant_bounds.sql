@@ -2,19 +2,18 @@
 -- register and own a tenant), and mail that forgets its secrets.
 
 -- self_service: a tenant admin may activate the plan (POST
--- /service/subscriptions); any other plan is assigned by a platform admin.
+-- /service/subscriptions); any other plan is assigned by a platform admin
+-- (PUT /admin/tenants/{id}/plan). Of the seeded plans only free is.
 -- default_credentials: the plan's tenants may spend the route's default
 -- provider credential (nginx's trueport_upstream_key, i.e. the operator's
--- keys) when they have not set their own. Both opt-in for a plan added
--- later. Of the seeded plans only free is self-service; the paid ones keep
--- the operator's keys (only a platform admin puts a tenant on them now),
--- free spends them only once the operator says so (PATCH /admin/plans/free).
+-- keys) when they have not set their own. No plan does until the operator
+-- says so (PATCH /admin/plans/{id}): a tenant that activated a paid plan
+-- itself before this migration gets nothing of the operator's with it.
 ALTER TABLE plans
     ADD COLUMN self_service boolean NOT NULL DEFAULT false,
     ADD COLUMN default_credentials boolean NOT NULL DEFAULT false;
 
 UPDATE plans SET self_service = true WHERE id = 'free';
-UPDATE plans SET default_credentials = true WHERE id IN ('pro', 'enterprise');
 
 -- the count behind tenants.max_per_user (admin configs): the tenants a
 -- user has created

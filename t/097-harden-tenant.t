@@ -28,6 +28,8 @@ chmod 0755, "$W/sendmail.sh";
 # what nginx spools stays on disk to be read here
 use_sidecar(env => { TRUEPORT_SENDMAIL => "$W/sendmail.sh",
                      TRUEPORT_SPOOL_DIR => "$W/sc-spool" });
+# no plan spends the routes' default keys until the operator says so
+$Test::TruePort::Gateway::OPERATOR_KEYS = 0;
 gw_setup(policy => 1);
 
 our $dbh = dbh();
@@ -164,7 +166,7 @@ gw_env(FKEY => $FK->{key}, PKEY => $PK->{key}, OKEY => $OK->{key},
 our $BODY = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}';
 our $MAILBODY = '{"model":"gpt-4o-mini","messages":[{"role":"user",'
               . '"content":"write to jane.roe@example.org today"}]}';
-our ($FK2, $x, $y);
+our ($FK2, $PK2);
 
 run_tests();
 
@@ -184,7 +186,7 @@ GET /platform/api/service/catalog/plans
 "Authorization: Bearer $::admin"
 --- error_code: 200
 --- response_body_like eval
-qr/^\{"items":\[\{"id":"free",[^{]*"self_service":true,"default_credentials":false,[^]]*\{"id":"pro",[^{]*"self_service":false,"default_credentials":true,[^]]*\{"id":"enterprise",[^{]*"self_service":false,"default_credentials":true,/
+qr/^\{"items":\[\{"id":"free",[^{]*"self_service":true,"default_credentials":false,[^]]*\{"id":"pro",[^{]*"self_service":false,"default_credentials":false,[^]]*\{"id":"enterprise",[^{]*"self_service":false,"default_credentials":false,/
 --- no_error_log
 [error]
 
@@ -293,14 +295,14 @@ PATCH /platform/api/admin/plans/pro
 --- more_headers eval
 "Authorization: Bearer $::root\nContent-Type: application/json"
 --- error_code: 200
---- response_body_like: ^\{"id":"pro","name":"Pro","price_cents":4900,"currency":"USD","interval":"month","self_service":true,"default_credentials":true,"limits":\{
+--- response_body_like: ^\{"id":"pro","name":"Pro","price_cents":4900,"currency":"USD","interval":"month","self_service":true,"default_credentials":false,"limits":\{
 --- check
 my @a = audit_rows('plan.changed');
 is(scalar @a, 1, 'audited');
 is($a[0]{target}, 'pro', '... the plan');
 ok(!defined $a[0]{tenant_id}, '... platform-wide');
 is_deeply($a[0]{detail}, { self_service => JSON::PP::true(),
-                           default_credentials => JSON::PP::true() }, '... the flags');
+                           default_credentials => JSON::PP::false() }, '... the flags');
 my $r = scall($::admin, POST => '/service/subscriptions', { plan_id => 'pro' });
 is($r->{status}, 201, 'a tenant admin activates pro now');
 $r = scall($::root, PATCH => '/admin/plans/pro', { self_service => JSON::PP::false() });
@@ -373,23 +375,25 @@ POST /platform/api/global/tenants
 
 
 
-=== TEST 8: a free tenant without its own key does not spend the route's default key: 503 credential_missing, nothing upstream
+=== TEST 8: without the opt-in a tenant without its own key does not spend the route's default key (free, and pro too): 503 credential_missing, nothing upstream
 --- init
 mock_clear();
 --- http_config: $TEST_NGINX_GW_HTTP
 --- config: $TEST_NGINX_GW
 --- request eval
 ["POST /trueportai-services/openai/v1/chat/completions\n$::BODY",
- "POST /trueportai-services/anthropic/v1/messages\n{\"model\":\"claude-3-5-haiku-latest\",\"max_tokens\":10,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"]
---- more_headers
-x-api-key: $TEST_NGINX_FKEY
-anthropic-version: 2023-06-01
-Content-Type: application/json
+ "POST /trueportai-services/anthropic/v1/messages\n{\"model\":\"claude-3-5-haiku-latest\",\"max_tokens\":10,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+ "POST /trueportai-services/openai/v1/chat/completions\n$::BODY"]
+--- more_headers eval
+["x-api-key: $::FK->{key}\nContent-Type: application/json",
+ "x-api-key: $::FK->{key}\nanthropic-version: 2023-06-01\nContent-Type: application/json",
+ "x-api-key: $::PK->{key}\nContent-Type: application/json"]
 --- error_code eval
-[503, 503]
+[503, 503, 503]
 --- response_body_like eval
 [qr/^\{"error":\{"message":"no openai credential is configured for this organisation or route","type":"server_error","param":null,"code":"credential_missing"\}\}/,
- qr/^\{"type":"error","error":\{"type":"api_error","message":"no anthropic credential is configured/]
+ qr/^\{"type":"error","error":\{"type":"api_error","message":"no anthropic credential is configured/,
+ qr/"code":"credential_missing"/]
 --- check
 is(scalar(mock_requests()), 0, 'nothing reached the provider');
 --- error_log
@@ -397,15 +401,19 @@ no openai credential for tenant
 
 
 
-=== TEST 9: a plan that allows it (pro) spends the route's key; a tenant's own key is always used
+=== TEST 9: once the operator opts pro in, pro spends the route's key; a tenant's own key is always used
 --- init
+my $r = scall($::root, PATCH => '/admin/plans/pro', { default_credentials => JSON::PP::true() });
+is($r->{status}, 200, 'pro: default_credentials true');
+# a new key: its first lookup sees the plan as it is now
+$::PK2 = gw_key($::PRO);
 mock_clear();
 --- http_config: $TEST_NGINX_GW_HTTP
 --- config: $TEST_NGINX_GW
 --- request eval
 ["POST $::CHAT\n$::BODY", "POST $::CHAT\n$::BODY"]
 --- more_headers eval
-["x-api-key: $::PK->{key}\nContent-Type: application/json",
+["x-api-key: $::PK2->{key}\nContent-Type: application/json",
  "x-api-key: $::OK->{key}\nContent-Type: application/json"]
 --- error_code eval
 [200, 200]
