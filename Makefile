@@ -68,13 +68,14 @@ $(BUILD)/fuzz/fuzz_spool_record: t/fuzz/fuzz_spool_record.c $(FUZZ_SPOOL_SRC) \
 # the sidecar's request path: body parse, then the validate-or-reply
 # helpers on the parsed value (sidecar sources only, none of the module's)
 FUZZ_REQ_SRC := $(addprefix sidecar/src/,json.c arena.c req.c log.c db.c \
-                config.c peer.c)
+                config.c peer.c) ngx_trueport_module/trueport_endpoint.c
 
 $(BUILD)/fuzz/fuzz_sidecar_request: t/fuzz/fuzz_sidecar_request.c \
         $(FUZZ_REQ_SRC) $(HEADERS)
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
-	    -Isidecar/src $(shell pkg-config --cflags $(PKGS)) -o $@ $< \
+	    -Isidecar/src -Ingx_trueport_module \
+	    $(shell pkg-config --cflags $(PKGS)) -o $@ $< \
 	    $(FUZZ_REQ_SRC) $(shell pkg-config --libs libmicrohttpd libpq yajl) \
 	    -lpthread
 
@@ -124,6 +125,15 @@ $(BUILD)/tools/policy-bench: t/tools/policy_bench.c $(POLICY_OBJ) $(POLICY_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ingx_trueport_module $(LDFLAGS) -o $@ $< $(POLICY_OBJ) $(LDLIBS)
 # end policies
+
+# provider endpoints (issue 13): the sidecar checks a tenant's endpoint
+# against TRUEPORT_ENDPOINT_ALLOWLIST with the module's own code
+ENDPOINT_OBJ := $(BUILD)/obj/module/trueport_endpoint.o
+ENDPOINT_USERS := $(BUILD)/obj/config.o $(BUILD)/obj/handlers/configs.o
+
+$(BUILD)/trueport-sidecar $(BUILD)/unit-tests: $(ENDPOINT_OBJ)
+$(ENDPOINT_USERS): CFLAGS += -Ingx_trueport_module
+$(ENDPOINT_USERS) $(ENDPOINT_OBJ): ngx_trueport_module/trueport_endpoint.h
 
 # build/tools/shm-collide: keys for one bucket of the key cache's old
 # unkeyed hash, for bench/shm-collide.sh

@@ -1,6 +1,7 @@
 /* config.c - settings as a table (pgbouncer style): name, type, default, bounds */
 #include "config.h"
 #include "log.h"
+#include "trueport_endpoint.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -76,6 +77,11 @@ static const config_row_t config_table[] = {
     { "TRUEPORT_PUBLIC_RPM", T_INT, &cfg.public_rpm, "60", 1, 1000000,
       "requests per minute per client address to the other public routes"
       " (otp, forgot-password, check-availability, invites/accept)" },
+    { "TRUEPORT_ENDPOINT_ALLOWLIST", T_STR, &cfg.endpoint_allowlist,
+      TP_ENDPOINT_ALLOW_DEFAULT, 1, 0,
+      "hosts a tenant's provider endpoint may name: patterns"
+      " [http://|https://]host[:port|:*], comma separated, \"*\" inside"
+      " one label (https and port 443 unless given)" },
 };
 
 #define N_ROWS (sizeof(config_table) / sizeof(config_table[0]))
@@ -208,8 +214,8 @@ config_load_from(const char *(*lookup)(const char *name), char *err,
     size_t errlen)
 {
     const config_row_t *row;
-    const char         *v;
-    size_t              i;
+    const char         *v, *reason, *bad;
+    size_t              i, bad_len;
 
     for (i = 0; i < N_ROWS; i++) {
         row = &config_table[i];
@@ -232,6 +238,15 @@ config_load_from(const char *(*lookup)(const char *name), char *err,
     if (cfg.scrypt_n & (cfg.scrypt_n - 1)) {
         snprintf(err, errlen, "TRUEPORT_SCRYPT_N: %ld is not a power of two",
                  cfg.scrypt_n);
+        return -1;
+    }
+
+    if (tp_endpoint_allow_valid(cfg.endpoint_allowlist,
+                                strlen(cfg.endpoint_allowlist), &reason, &bad,
+                                &bad_len) != 0)
+    {
+        snprintf(err, errlen, "TRUEPORT_ENDPOINT_ALLOWLIST: \"%.*s\": %s",
+                 (int) bad_len, bad, reason);
         return -1;
     }
 

@@ -34,6 +34,8 @@ typedef struct {
     int    rate_limits;          /* 0: route limits off (benchmarks) */
     long   password_rpm;         /* per address: routes that run scrypt */
     long   public_rpm;           /* per address: the other public routes */
+    char  *endpoint_allowlist;   /* hosts tenants' provider endpoints may
+                                    name (trueport_endpoint.h) */
 } config_t;
 
 extern config_t cfg;

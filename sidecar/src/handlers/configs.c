@@ -6,6 +6,7 @@
 #include "../config.h"
 #include "../log.h"
 #include "../secrets.h"
+#include "trueport_endpoint.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@ typedef enum {
     CT_BOOL,
     CT_PROVIDERS,       /* array of distinct provider names */
     CT_SECRET,          /* string 8..512, stored encrypted */
-    CT_URL              /* http(s) URL, up to 512 characters */
+    CT_URL              /* https URL the operator allows, up to 512 */
 } ctype_t;
 
 typedef struct {
@@ -39,7 +40,8 @@ static const tconf_t tconfs[] = {
     { "providers.google.api_key", CT_SECRET, NULL, "Google Gemini API key" },
     { "providers.azure.api_key", CT_SECRET, NULL, "Azure OpenAI API key" },
     { "providers.azure.endpoint", CT_URL, "null",
-      "Azure OpenAI base URL (https://{resource}.openai.azure.com)" },
+      "Azure OpenAI base URL (https://{resource}.openai.azure.com; hosts"
+      " the operator allows, TRUEPORT_ENDPOINT_ALLOWLIST)" },
 };
 
 #define N_TCONFS (sizeof(tconfs) / sizeof(tconfs[0]))
@@ -85,7 +87,8 @@ printable_token(const char *s)
 static int
 check_value(req_t *r, const tconf_t *c, yajl_val v, const org_plan_t *p)
 {
-    size_t i, j, n;
+    size_t      i, j, n;
+    const char *why;
 
     switch (c->type) {
 
@@ -157,18 +160,20 @@ check_value(req_t *r, const tconf_t *c, yajl_val v, const org_plan_t *p)
         return 0;
 
     case CT_URL:
-        if (!YAJL_IS_STRING(v) || (n = strlen(v->u.string)) > 512
-            || !printable_token(v->u.string)
-            || !((strncmp(v->u.string, "https://", 8) == 0 && n > 8)
-                 || (strncmp(v->u.string, "http://", 7) == 0 && n > 7))
-            || v->u.string[strcspn(v->u.string, ":") + 3] == '/')
+        /* where the gateway sends the tenant's requests and credential:
+         * the module checks it again before each use */
+        if (!YAJL_IS_STRING(v) || (n = strlen(v->u.string)) > 512) {
+            why = "a string of at most 512 characters is expected";
+        } else if (tp_endpoint_check(v->u.string, n, cfg.endpoint_allowlist,
+                                     strlen(cfg.endpoint_allowlist), &why)
+                   == 0)
         {
-            reply_error(r, 422, "invalid_value",
-                        "%s must be an http(s) URL of at most 512 characters",
-                        c->key);
-            return -1;
+            return 0;
         }
-        return 0;
+        reply_error(r, 422, "invalid_value",
+                    "%s must be an https:// URL whose host the operator"
+                    " allows (%s): %s", c->key, cfg.endpoint_allowlist, why);
+        return -1;
     }
     return -1;
 }
