@@ -20,6 +20,7 @@
 #include "trueport_policy.h"
 #include "trueport_model.h"
 #include "trueport_siphash.h"
+#include "trueport_endpoint.h"
 
 
 #define TRUEPORT_VERSION                "0.1.0"
@@ -169,6 +170,7 @@ typedef struct {
     ngx_str_t                    resolve;        /* "": off */
     ngx_str_t                    upstream;       /* "": the provider's */
     ngx_http_complex_value_t    *upstream_key;   /* NULL: none */
+    ngx_str_t                    upstream_allow; /* tenants' endpoints */
     ngx_str_t                    policy;         /* "": off */
     size_t                       policy_max_body;
 
@@ -189,6 +191,8 @@ typedef struct {
 #define NGX_HTTP_TRUEPORT_ERR_POLICY_BLOCKED        9
 #define NGX_HTTP_TRUEPORT_ERR_BAD_BODY              10
 #define NGX_HTTP_TRUEPORT_ERR_TOO_LARGE             11
+#define NGX_HTTP_TRUEPORT_ERR_ENDPOINT_NOT_ALLOWED  12
+#define NGX_HTTP_TRUEPORT_ERR_LOOP                  13
 #define NGX_HTTP_TRUEPORT_ERR_NONE                  ((ngx_uint_t) -1)
 
 
@@ -232,6 +236,8 @@ typedef struct {
     ngx_str_t                    upstream_url;
     ngx_str_t                    credential;
     ngx_str_t                    deployment;     /* Azure's, in r->uri */
+    ngx_str_t                    hop;            /* X-TruePort-Hop to send */
+    const char                  *endpoint_refused;   /* why, or NULL */
 
     /* the limiter's figures for the x-ratelimit-* headers */
     ngx_uint_t                   rl_limit;
@@ -257,6 +263,7 @@ typedef struct {
     unsigned                     checked:1;      /* the key's checks did */
     unsigned                     blocked:1;      /* by a policy */
     unsigned                     miss_charged:1; /* to the client's limit */
+    unsigned                     route_credential:1; /* the operator's */
 } ngx_http_trueport_ctx_t;
 
 
@@ -341,10 +348,20 @@ char *ngx_http_trueport_gateway(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_trueport_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_trueport_upstream_allow(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_http_trueport_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_trueport_upstream_route(ngx_http_request_t *r,
     ngx_http_trueport_ctx_t *ctx);
 extern ngx_str_t  ngx_http_trueport_provider_names[];
+
+/* ngx_http_trueport_hop.c */
+
+ngx_int_t ngx_http_trueport_hop_check(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx);
+ngx_uint_t ngx_http_trueport_hop_is(ngx_table_elt_t *h);
+ngx_int_t ngx_http_trueport_hop_header(ngx_http_trueport_ctx_t *ctx,
+    ngx_list_t *headers);
 
 /* ngx_http_trueport_redact.c */
 

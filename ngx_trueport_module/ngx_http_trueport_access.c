@@ -83,7 +83,16 @@ static ngx_http_trueport_error_t  ngx_http_trueport_errors[] = {
 
     { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, ngx_string("request_too_large"),
       ngx_string("invalid_request_error"), ngx_string("request_too_large"),
-      ngx_string("INVALID_ARGUMENT") }
+      ngx_string("INVALID_ARGUMENT") },
+
+    { NGX_HTTP_SERVICE_UNAVAILABLE, ngx_string("endpoint_not_allowed"),
+      ngx_string("server_error"), ngx_string("api_error"),
+      ngx_string("UNAVAILABLE") },
+
+    /* 508 Loop Detected (RFC 5842) */
+    { 508, ngx_string("loop_detected"),
+      ngx_string("server_error"), ngx_string("api_error"),
+      ngx_string("FAILED_PRECONDITION") }
 };
 
 
@@ -118,10 +127,30 @@ static ngx_str_t  ngx_http_trueport_miss_limited = ngx_string(
     "too many requests with API keys the gateway does not know from this "
     "address, retry later");
 
+static ngx_str_t  ngx_http_trueport_loop = ngx_string(
+    "request loop: this request has already passed this gateway (an "
+    "endpoint names the gateway itself)");
+
 static ngx_str_t  ngx_http_trueport_client_keys[] = {
     ngx_string("x-api-key"),
     ngx_string("x-goog-api-key"),
     ngx_string("api-key"),
+    ngx_null_string
+};
+
+
+/*
+ * Headers that pick an account or a billing project at the provider: the
+ * client's own with its own credential, never with the operator's (they
+ * would bill or reach another organisation, project or Google Cloud
+ * project of the operator's).  Anthropic's account is the key's alone:
+ * anthropic-beta selects features, not an account, and passes.
+ */
+
+static ngx_str_t  ngx_http_trueport_account_headers[] = {
+    ngx_string("openai-organization"),
+    ngx_string("openai-project"),
+    ngx_string("x-goog-user-project"),
     ngx_null_string
 };
 
@@ -178,6 +207,17 @@ ngx_http_trueport_access_handler(ngx_http_request_t *r)
     ctx->provider = tlcf->provider;
 
     ngx_http_set_ctx(r, ctx, ngx_http_trueport_module);
+
+    rc = ngx_http_trueport_hop_check(r, ctx);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_trueport_error(r, ctx, NGX_HTTP_TRUEPORT_ERR_LOOP,
+                                       &ngx_http_trueport_loop);
+    }
 
     rc = ngx_http_trueport_find_key(r, &key);
 
@@ -251,7 +291,7 @@ static ngx_int_t
 ngx_http_trueport_access_check(ngx_http_request_t *r,
     ngx_http_trueport_ctx_t *ctx)
 {
-    u_char                    buf[128];
+    u_char                    buf[256];
     ngx_int_t                 rc;
     ngx_str_t                *name, msg;
     ngx_uint_t                err, status;
@@ -315,17 +355,35 @@ ngx_http_trueport_access_check(ngx_http_request_t *r,
                                        &ngx_http_trueport_no_route);
     }
 
+    if (rc == NGX_DECLINED) {
+        msg.data = buf;
+        msg.len = ngx_snprintf(buf, sizeof(buf), "the organisation's own "
+                               "endpoint is not allowed by this gateway: %s",
+                               ctx->endpoint_refused)
+                  - buf;
+
+        return ngx_http_trueport_error(r, ctx,
+                                       NGX_HTTP_TRUEPORT_ERR_ENDPOINT_NOT_ALLOWED,
+                                       &msg);
+    }
+
     if (rc == NGX_HTTP_SERVICE_UNAVAILABLE) {
         name = &ngx_http_trueport_provider_names[ctx->provider];
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "trueport: no %V credential for tenant %*s", name,
-                      (size_t) TP_UUID_LEN, key->tenant_id);
+                      "trueport: no %V credential for tenant %*s%s", name,
+                      (size_t) TP_UUID_LEN, key->tenant_id,
+                      key->endpoint.len ? " (its own endpoint needs its own)"
+                                        : "");
 
         msg.data = buf;
-        msg.len = ngx_snprintf(buf, sizeof(buf), "no %V credential is "
-                               "configured for this organisation or route",
-                               name)
+        msg.len = (key->endpoint.len
+                   ? ngx_snprintf(buf, sizeof(buf), "the organisation's own "
+                                  "%V endpoint needs the organisation's own "
+                                  "%V credential", name, name)
+                   : ngx_snprintf(buf, sizeof(buf), "no %V credential is "
+                                  "configured for this organisation or route",
+                                  name))
                   - buf;
 
         return ngx_http_trueport_error(r, ctx,
@@ -457,6 +515,9 @@ ngx_http_trueport_find_key(ngx_http_request_t *r, ngx_str_t *key)
  * Whatever the proxy configuration says, the client's key goes no
  * further: the headers that may carry it leave the request, and so does
  * the "key" argument (ctx->args is what $trueport_upstream_url uses).
+ * Cookies are the gateway's domain's, never the provider's; the account
+ * headers go only with the tenant's own credential; the hop header is
+ * replaced with the gateway's own (ngx_http_trueport_hop.c).
  */
 
 static ngx_int_t
@@ -497,12 +558,26 @@ ngx_http_trueport_scrub(ngx_http_request_t *r, ngx_http_trueport_ctx_t *ctx)
 
         drop = (h[i].key.len == sizeof("authorization") - 1
                 && ngx_strncmp(h[i].lowcase_key, "authorization",
-                               sizeof("authorization") - 1) == 0);
+                               sizeof("authorization") - 1) == 0)
+               || (h[i].key.len == sizeof("cookie") - 1
+                   && ngx_strncmp(h[i].lowcase_key, "cookie",
+                                  sizeof("cookie") - 1) == 0)
+               || ngx_http_trueport_hop_is(&h[i]);
 
         for (n = 0; !drop && ngx_http_trueport_client_keys[n].len; n++) {
             drop = (h[i].key.len == ngx_http_trueport_client_keys[n].len
                     && ngx_strncmp(h[i].lowcase_key,
                                    ngx_http_trueport_client_keys[n].data,
+                                   h[i].key.len)
+                       == 0);
+        }
+
+        for (n = 0; !drop && ctx->route_credential
+                    && ngx_http_trueport_account_headers[n].len; n++)
+        {
+            drop = (h[i].key.len == ngx_http_trueport_account_headers[n].len
+                    && ngx_strncmp(h[i].lowcase_key,
+                                   ngx_http_trueport_account_headers[n].data,
                                    h[i].key.len)
                        == 0);
         }
@@ -517,6 +592,10 @@ ngx_http_trueport_scrub(ngx_http_request_t *r, ngx_http_trueport_ctx_t *ctx)
         }
 
         *nh = h[i];
+    }
+
+    if (ngx_http_trueport_hop_header(ctx, &headers) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     r->headers_in.headers = headers;
@@ -628,6 +707,11 @@ ngx_http_trueport_error(ngx_http_request_t *r, ngx_http_trueport_ctx_t *ctx,
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+    }
+
+    if (e->status == 508) {
+        /* nginx has no reason phrase of its own for it */
+        ngx_str_set(&r->headers_out.status_line, "508 Loop Detected");
     }
 
     rc = ngx_http_trueport_send_json(r, e->status, &json);

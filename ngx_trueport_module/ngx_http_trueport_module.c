@@ -78,6 +78,13 @@ static ngx_command_t  ngx_http_trueport_commands[] = {
       0,
       NULL },
 
+    { ngx_string("trueport_upstream_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_trueport_upstream_allow,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("trueport_upstream_key"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_set_complex_value_slot,
@@ -257,6 +264,7 @@ ngx_http_trueport_create_loc_conf(ngx_conf_t *cf)
      *
      *     conf->resolve = { 0, NULL };
      *     conf->upstream = { 0, NULL };
+     *     conf->upstream_allow = { 0, NULL };
      *     conf->policy = { 0, NULL };
      *     conf->redact = 0;
      */
@@ -289,6 +297,14 @@ ngx_http_trueport_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_ptr_value(conf->upstream_key, prev->upstream_key, NULL);
+
+    if (conf->upstream_allow.data == NULL) {
+        conf->upstream_allow = prev->upstream_allow;
+    }
+
+    if (conf->upstream_allow.data == NULL) {
+        ngx_str_set(&conf->upstream_allow, TP_ENDPOINT_ALLOW_DEFAULT);
+    }
 
     if (conf->policy.data == NULL) {
         conf->policy = prev->policy;

@@ -226,6 +226,62 @@ ngx_http_trueport_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * trueport_upstream_allow pattern ...: the hosts a tenant's own endpoint
+ * may name (trueport_endpoint.h), kept as one blank-separated list.
+ */
+
+char *
+ngx_http_trueport_upstream_allow(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_trueport_loc_conf_t *tlcf = conf;
+
+    u_char      *p;
+    size_t       len;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+    const char  *reason;
+
+    if (tlcf->upstream_allow.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    len = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (tp_endpoint_pattern_valid((char *) value[i].data, value[i].len,
+                                      &reason)
+            != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid pattern \"%V\": %s", &value[i],
+                               reason);
+            return NGX_CONF_ERROR;
+        }
+
+        len += value[i].len + 1;
+    }
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->upstream_allow.data = p;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        p = ngx_cpymem(p, value[i].data, value[i].len);
+        *p++ = ' ';
+    }
+
+    tlcf->upstream_allow.len = len - 1;
+
+    return NGX_CONF_OK;
+}
+
+
 ngx_int_t
 ngx_http_trueport_add_variables(ngx_conf_t *cf)
 {
@@ -250,7 +306,9 @@ ngx_http_trueport_add_variables(ngx_conf_t *cf)
  * NGX_HTTP_NOT_FOUND: an Azure path of the wrong shape;
  * NGX_HTTP_SERVICE_UNAVAILABLE: no credential for the provider (none of
  * the tenant's, and the route's default is not set or not the plan's to
- * spend).
+ * spend; or none of the tenant's own for the tenant's own endpoint);
+ * NGX_DECLINED: the tenant's endpoint is not allowed, ctx->endpoint_refused
+ * says why.
  */
 
 ngx_int_t
@@ -267,11 +325,39 @@ ngx_http_trueport_upstream_route(ngx_http_request_t *r,
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_trueport_module);
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    /* the credential: the tenant's own, else the route's default when the
-     * tenant's plan lets it spend the operator's keys */
+    /*
+     * The tenant's own endpoint (Azure's alone has one), checked again
+     * here: the sidecar's allowlist may be wider than this location's, or
+     * the endpoint older than either.
+     */
+
+    if (ctx->provider == TP_AZURE && ctx->key.endpoint.len
+        && tp_endpoint_check((char *) ctx->key.endpoint.data,
+                             ctx->key.endpoint.len,
+                             (char *) tlcf->upstream_allow.data,
+                             tlcf->upstream_allow.len,
+                             &ctx->endpoint_refused)
+           != 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "trueport: endpoint \"%V\" of tenant %*s refused: %s",
+                      &ctx->key.endpoint, (size_t) TP_UUID_LEN,
+                      ctx->key.tenant_id, ctx->endpoint_refused);
+        return NGX_DECLINED;
+    }
+
+    /*
+     * The credential: the tenant's own, else the route's default when the
+     * tenant's plan lets it spend the operator's keys; never the route's
+     * for the tenant's own endpoint, which would hand the operator's key
+     * to a host the tenant chose.
+     */
 
     if (ctx->key.credential.len) {
         ctx->credential = ctx->key.credential;
+
+    } else if (ctx->provider == TP_AZURE && ctx->key.endpoint.len) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
 
     } else if (tlcf->upstream_key
                && (ctx->key.flags & TP_RESOLVE_DEFAULT_CREDENTIALS))
@@ -281,6 +367,8 @@ ngx_http_trueport_upstream_route(ngx_http_request_t *r,
         {
             return NGX_ERROR;
         }
+
+        ctx->route_credential = 1;
     }
 
     if (ctx->credential.len == 0) {
@@ -326,13 +414,17 @@ ngx_http_trueport_upstream_route(ngx_http_request_t *r,
          * none, for the meter */
         ctx->deployment = deployment;
 
+        /* a tenant's endpoint names its host: no "{resource}" in it */
+
         if (ctx->key.endpoint.len) {
             base = ctx->key.endpoint;
-        }
 
-        res = ngx_strlcasestrn(base.data, base.data + base.len,
-                               (u_char *) NGX_HTTP_TRUEPORT_AZURE_RESOURCE,
-                               sizeof(NGX_HTTP_TRUEPORT_AZURE_RESOURCE) - 2);
+        } else {
+            res = ngx_strlcasestrn(base.data, base.data + base.len,
+                                   (u_char *) NGX_HTTP_TRUEPORT_AZURE_RESOURCE,
+                                   sizeof(NGX_HTTP_TRUEPORT_AZURE_RESOURCE)
+                                   - 2);
+        }
 
     } else {
         path = rest;

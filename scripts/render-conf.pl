@@ -26,6 +26,10 @@
 #   TRUEPORT_POLICY_MAX_BODY      the largest body the policies check (1m,
 #                                 at most 16m): a larger one is refused when
 #                                 a rule applies
+#   TRUEPORT_ENDPOINT_ALLOWLIST   hosts tenants' own endpoints may name, the
+#                                 sidecar's setting of the same name
+#                                 (*.openai.azure.com; patterns separated by
+#                                 commas or blanks)
 #
 # trueport.conf's includes of trueport-proxy.conf become absolute paths
 # into OUTDIR.  An
@@ -142,6 +146,19 @@ render('trueport.conf', sub {
     (s/^(\s*trueport_policy_max_body\s+)[^\s;]+/$1$policy/m
         or die "$0: no trueport_policy_max_body in trueport.conf\n")
         if defined $policy;
+
+    # patterns: the module checks them at start, this keeps out only what
+    # could end the directive
+    my $allow = $ENV{TRUEPORT_ENDPOINT_ALLOWLIST} // '';
+    my @allow = grep { length } split /[\s,]+/, $allow;
+    if (@allow) {
+        for my $p (@allow) {
+            die "$0: TRUEPORT_ENDPOINT_ALLOWLIST: \"$p\" contains a quote,"
+                . " a backslash, '\$', ';', '{' or '}'\n" if $p =~ /[;{}'"\\\$]/;
+        }
+        s/^(\s*trueport_upstream_allow\s+)[^;]+/$1@allow/m
+            or die "$0: no trueport_upstream_allow in trueport.conf\n";
+    }
 
     my $spool = setting('TRUEPORT_SPOOL_DIR', undef);
     s/^#(trueport_spool\s+)[^\s;]+/$1$spool/m if defined $spool;
