@@ -414,8 +414,9 @@ $::x = $before;
  'between 1 and 3000', 'between 1 and 3000', 'true or false', 'true or false',
  'array of openai, anthropic, google, azure', 'lists \\\\"openai\\\\" twice',
  'array of openai', 'array of openai', '8 to 512 characters', '8 to 512',
- '8 to 512', '8 to 512', '8 to 512', 'http\(s\) URL', 'http\(s\) URL',
- 'http\(s\) URL', 'http\(s\) URL', 'http\(s\) URL',
+ '8 to 512', '8 to 512', '8 to 512', 'https:// URL.*scheme must be',
+ 'https:// URL.*no host', 'https:// URL.*no host',
+ 'https:// URL.*scheme must be', 'https:// URL.*512 characters',
  '"unknown_config","message":"no setting \\\\"no_such_key\\\\""',
  'unknown_config', 'no setting \\\\"\?\?\?\\\\"', '"missing_field".*null resets',
  'unknown_field', 'invalid_json', 'invalid_json']

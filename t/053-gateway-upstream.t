@@ -8,8 +8,10 @@ use Test::TruePort;
 use Test::TruePort::Mock;
 use Test::TruePort::Gateway;
 
-use_sidecar();
-gw_setup();
+# a tenant's endpoint on the mock's upstream{} "localhost": allowed by the
+# operator (sidecar and module) for test 12
+use_sidecar(env => { TRUEPORT_ENDPOINT_ALLOWLIST => 'http://localhost' });
+gw_setup(extra => 'trueport_upstream_allow http://localhost;');
 
 my $t = gw_tenant();
 my $own = gw_tenant();
@@ -20,9 +22,11 @@ gw_credential($own, $_, "tenant-$_-credential")
     for qw(openai anthropic google azure);
 
 # a tenant with its own Azure endpoint (the configs API's
-# providers.azure.endpoint), reached through the upstream{} "localhost"
+# providers.azure.endpoint) and key, reached through the upstream{}
+# "localhost"
 my $ep = gw_tenant();
 gw_config($ep, 'providers.azure.endpoint', 'http://localhost/');
+gw_credential($ep, 'azure', 'tenant-endpoint-azure-key');
 our $EP = gw_key($ep)->{key};
 
 our $KEY = $k->{key};
@@ -343,7 +347,7 @@ gw_upstream_saw(label => 'openai', key => $main::KEY,
 
 
 
-=== TEST 12: a tenant's own Azure endpoint replaces the route's base
+=== TEST 12: a tenant's own Azure endpoint replaces the route's base, with the tenant's own key
 --- http_config: $TEST_NGINX_GW_HTTP_ALL
 --- config: $TEST_NGINX_GW_ALL
 --- request eval
@@ -356,7 +360,8 @@ Content-Type: application/json
 --- check
 gw_upstream_saw(label => 'azure endpoint', key => $main::EP,
     path => '/openai/deployments/dep/chat/completions',
-    headers => { host => 'localhost', 'api-key' => 'route-azure-key' });
+    headers => { host => 'localhost',
+                 'api-key' => 'tenant-endpoint-azure-key' });
 --- no_error_log
 [error]
 

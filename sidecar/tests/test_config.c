@@ -164,4 +164,28 @@ test_config(void)
     badnets[5] = "nginx.local";
     ok(load(badnets, err, sizeof(err)) != 0 && strstr(err, "nginx.local"),
        "config: a host name refused (addresses only)");
+
+    ok(load(good, err, sizeof(err)) == 0
+       && strcmp(cfg.endpoint_allowlist, "*.openai.azure.com") == 0,
+       "config: tenants' endpoints: Azure OpenAI resources by default");
+
+    const char *allow[] = { "TRUEPORT_JWT_SECRET", SECRET,
+                            "TRUEPORT_MASTER_KEY", KEY64,
+                            "TRUEPORT_ENDPOINT_ALLOWLIST",
+                            "*.openai.azure.com, proxy.corp.example.com:8443",
+                            NULL };
+    ok(load(allow, err, sizeof(err)) == 0
+       && strstr(cfg.endpoint_allowlist, "proxy.corp"),
+       "config: an endpoint allowlist of the operator's");
+    allow[5] = "*.openai.azure.com, *.com";
+    ok(load(allow, err, sizeof(err)) != 0
+       && strstr(err, "TRUEPORT_ENDPOINT_ALLOWLIST") && strstr(err, "*.com")
+       && strstr(err, "two fixed labels"),
+       "config: a too broad wildcard refused, named");
+    allow[5] = "ftp://x.example.com";
+    ok(load(allow, err, sizeof(err)) != 0 && strstr(err, "scheme"),
+       "config: another scheme refused");
+    allow[5] = " , ";
+    ok(load(allow, err, sizeof(err)) != 0 && strstr(err, "no pattern"),
+       "config: an empty allowlist refused");
 }
