@@ -191,7 +191,7 @@ typedef struct {
 #define NGX_HTTP_TRUEPORT_ERR_POLICY_BLOCKED        9
 #define NGX_HTTP_TRUEPORT_ERR_BAD_BODY              10
 #define NGX_HTTP_TRUEPORT_ERR_TOO_LARGE             11
-#define NGX_HTTP_TRUEPORT_ERR_ENDPOINT_NOT_ALLOWED  12
+#define NGX_HTTP_TRUEPORT_ERR_ENDPOINT              12
 #define NGX_HTTP_TRUEPORT_ERR_LOOP                  13
 #define NGX_HTTP_TRUEPORT_ERR_NONE                  ((ngx_uint_t) -1)
 

@@ -363,7 +363,7 @@ ngx_http_trueport_access_check(ngx_http_request_t *r,
                   - buf;
 
         return ngx_http_trueport_error(r, ctx,
-                                       NGX_HTTP_TRUEPORT_ERR_ENDPOINT_NOT_ALLOWED,
+                                       NGX_HTTP_TRUEPORT_ERR_ENDPOINT,
                                        &msg);
     }
 
