@@ -189,6 +189,7 @@ typedef struct {
 #define NGX_HTTP_TRUEPORT_ERR_POLICY_BLOCKED        9
 #define NGX_HTTP_TRUEPORT_ERR_BAD_BODY              10
 #define NGX_HTTP_TRUEPORT_ERR_TOO_LARGE             11
+#define NGX_HTTP_TRUEPORT_ERR_UNSUPPORTED_ENDPOINT  12
 #define NGX_HTTP_TRUEPORT_ERR_NONE                  ((ngx_uint_t) -1)
 
 
@@ -232,6 +233,8 @@ typedef struct {
     ngx_str_t                    upstream_url;
     ngx_str_t                    credential;
     ngx_str_t                    deployment;     /* Azure's, in r->uri */
+    ngx_str_t                    path;           /* after the base, in
+                                                    r->uri */
 
     /* the limiter's figures for the x-ratelimit-* headers */
     ngx_uint_t                   rl_limit;

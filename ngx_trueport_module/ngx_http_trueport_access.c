@@ -83,6 +83,10 @@ static ngx_http_trueport_error_t  ngx_http_trueport_errors[] = {
 
     { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, ngx_string("request_too_large"),
       ngx_string("invalid_request_error"), ngx_string("request_too_large"),
+      ngx_string("INVALID_ARGUMENT") },
+
+    { NGX_HTTP_BAD_REQUEST, ngx_string("policy_unsupported_endpoint"),
+      ngx_string("invalid_request_error"), ngx_string("invalid_request_error"),
       ngx_string("INVALID_ARGUMENT") }
 };
 
