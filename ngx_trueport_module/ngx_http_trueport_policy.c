@@ -21,9 +21,10 @@
  * through; every match becomes a violation record in the spool.
  *
  * The gateway fails closed: rules that cannot be loaded or compiled refuse
- * the tenant's requests with 503, and an evaluation that runs out of
- * memory with 500.  A tenant whose revision is 0 never had a rule and
- * costs nothing.
+ * the tenant's requests with 503, a body on an endpoint the prompt
+ * extraction does not understand (tp_prompt_endpoint) with 400, and an
+ * evaluation that runs out of memory with 500.  A tenant whose revision
+ * is 0 never had a rule and costs nothing.
  */
 
 
