@@ -193,6 +193,7 @@ typedef struct {
 #define NGX_HTTP_TRUEPORT_ERR_TOO_LARGE             11
 #define NGX_HTTP_TRUEPORT_ERR_ENDPOINT              12
 #define NGX_HTTP_TRUEPORT_ERR_LOOP                  13
+#define NGX_HTTP_TRUEPORT_ERR_UNSUPPORTED_ENDPOINT  14
 #define NGX_HTTP_TRUEPORT_ERR_NONE                  ((ngx_uint_t) -1)
 
 
@@ -238,6 +239,8 @@ typedef struct {
     ngx_str_t                    deployment;     /* Azure's, in r->uri */
     ngx_str_t                    hop;            /* X-TruePort-Hop to send */
     const char                  *endpoint_refused;   /* why, or NULL */
+    ngx_str_t                    path;           /* after the base, in
+                                                    r->uri */
 
     /* the limiter's figures for the x-ratelimit-* headers */
     ngx_uint_t                   rl_limit;

@@ -92,7 +92,11 @@ static ngx_http_trueport_error_t  ngx_http_trueport_errors[] = {
     /* 508 Loop Detected (RFC 5842) */
     { 508, ngx_string("loop_detected"),
       ngx_string("server_error"), ngx_string("api_error"),
-      ngx_string("FAILED_PRECONDITION") }
+      ngx_string("FAILED_PRECONDITION") },
+
+    { NGX_HTTP_BAD_REQUEST, ngx_string("policy_unsupported_endpoint"),
+      ngx_string("invalid_request_error"), ngx_string("invalid_request_error"),
+      ngx_string("INVALID_ARGUMENT") }
 };
 
 

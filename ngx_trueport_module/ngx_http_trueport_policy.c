@@ -21,9 +21,10 @@
  * through; every match becomes a violation record in the spool.
  *
  * The gateway fails closed: rules that cannot be loaded or compiled refuse
- * the tenant's requests with 503, and an evaluation that runs out of
- * memory with 500.  A tenant whose revision is 0 never had a rule and
- * costs nothing.
+ * the tenant's requests with 503, a body on an endpoint the prompt
+ * extraction does not understand (tp_prompt_endpoint) with 400, and an
+ * evaluation that runs out of memory with 500.  A tenant whose revision
+ * is 0 never had a rule and costs nothing.
  */
 
 
@@ -101,6 +102,10 @@ static void ngx_http_trueport_policy_prompt_cleanup(void *data);
 static ngx_str_t  ngx_http_trueport_policy_unavailable = ngx_string(
     "the gateway cannot load the organisation's policies right now, "
     "retry later");
+
+static const char  ngx_http_trueport_policy_unsupported[] =
+    "the organisation's policies apply to this request, and the gateway "
+    "cannot check the body of this endpoint (policy_unsupported_endpoint): ";
 
 static ngx_str_t  ngx_http_trueport_policy_header =
     ngx_string("X-TruePort-Violation-Id");
@@ -201,6 +206,25 @@ ngx_http_trueport_policy(ngx_http_request_t *r, ngx_http_trueport_ctx_t *ctx)
 
     if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
         goto pass;
+    }
+
+    /*
+     * fail closed: a body the prompt extraction does not understand
+     * (uploads, batches of uploaded files ...) cannot be checked
+     */
+
+    if (tp_prompt_endpoint((int) ctx->provider, ctx->path.data, ctx->path.len)
+        == NULL)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "trueport: policies apply and \"%V\" is not an "
+                      "endpoint they can check", &ctx->path);
+
+        return ngx_http_trueport_policy_fail(r, ctx,
+                                   NGX_HTTP_TRUEPORT_ERR_UNSUPPORTED_ENDPOINT,
+                                   ngx_http_trueport_policy_unsupported,
+                                   (const char *) ctx->path.data,
+                                   ctx->path.len);
     }
 
     if (r->headers_in.content_length_n > (off_t) tlcf->policy_max_body) {

@@ -436,6 +436,9 @@ ngx_http_trueport_upstream_route(ngx_http_request_t *r,
         }
     }
 
+    /* what the policies decide the endpoint by */
+    ctx->path = path;
+
     escape = 2 * ngx_escape_uri(NULL, path.data, path.len, NGX_ESCAPE_URI);
 
     len = base.len + resource.len

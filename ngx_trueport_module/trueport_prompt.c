@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define ARENA_BLOCK  8192
 #define ALIGN16(n)   (((n) + 15) & ~(size_t) 15)
@@ -746,14 +747,29 @@ tp_json_unescape(const unsigned char *raw, size_t len, unsigned char *out)
 }
 
 
-/* ---- extraction ---- */
+/* ---- extraction ----
+ *
+ * A deny-list walk: under an endpoint the walk understands, every string
+ * value is text the model may read, except those of a few keys that hold
+ * identifiers, enums, opaque tokens or binary data (key_classes below).
+ * A few states mark what more is known at a place: the request itself
+ * (its model and token limits), the requests of a batch, and free-form
+ * JSON (tool input and schemas), where keys are text too and nothing is
+ * denied. A key the walk does not know is text: a field the providers add
+ * tomorrow is read, not skipped. */
 
 enum {
-    S_NONE = 0, S_ANY, S_ROOT,
-    S_MSGS, S_MSG, S_PARTS, S_PART, S_TCALLS, S_TCALL, S_FUNC, S_PROMPTS,
-    S_INPUTS, S_BLOCKS, S_BLOCK,
-    S_GCONTENTS, S_GCONTENT, S_GPARTS, S_GPART, S_GFC, S_GFR, S_GENCFG,
-    S_GREQS, S_GREQ
+    S_NONE = 0,      /* after the root: nothing */
+    S_API,           /* an object or array of the provider's API */
+    S_DENY,          /* an array under a denied key: its strings */
+    S_FREE,          /* free-form JSON: keys and strings are text */
+    S_ROOT,          /* the request */
+    S_NROOT,         /* a request inside a batch */
+    S_NROOTS,        /* an array of them (Gemini's requests) */
+    S_AREQS,         /* Anthropic's batch: requests[] */
+    S_AREQ,          /*   {custom_id, params} */
+    S_GENCFG,        /* Gemini's generationConfig */
+    S_ANYAPI         /* in specials[]: any state but S_FREE */
 };
 
 enum {
@@ -761,106 +777,191 @@ enum {
     L_TEXT,          /* a text segment */
     L_PART,          /* text joined to its siblings in a parts array */
     L_MODEL,
-    L_MAXTOK
+    L_NMODEL,        /* the model of a request inside a batch */
+    L_MAXTOK,
+    L_TYPE,          /* an object's "type": not text, may make "data" so */
+    L_DATA,          /* text unless its object holds binary data */
+    L_URL            /* text unless a data: URL */
 };
+
+/* what a key of an API object is */
+enum { K_TEXT = 0, K_PART, K_DENY, K_TYPE, K_FREE, K_DATA, K_URL, K_BLOB };
+
+#define P_ALL  ((1 << TP_PROVIDERS) - 1)
+#define P_OA   ((1 << TP_OPENAI) | (1 << TP_AZURE))
+#define P_AN   (1 << TP_ANTHROPIC)
+#define P_GO   (1 << TP_GOOGLE)
 
 typedef struct {
-    uint8_t     parent;      /* S_NONE: the end of the table */
-    const char *key;         /* NULL: an element of an array */
-    uint8_t     child;       /* when the value is an object or array */
-    uint8_t     leaf;        /* when it is a string or number */
-} path_rule_t;
+    const char *key;
+    uint8_t     len;
+    uint8_t     cls;
+    uint8_t     providers;
+} key_class_t;
 
-/* one table per provider, so a key is looked up among its own paths only */
+#define KC(k, c, p)  { k, sizeof(k) - 1, c, p }
 
-/* OpenAI and Azure: chat, completions, embeddings, responses */
-static const path_rule_t openai_paths[] = {
-    { S_ROOT, "messages", S_MSGS, L_NONE },
-    { S_MSGS, NULL, S_MSG, L_NONE },
-    { S_MSG, "content", S_PARTS, L_TEXT },
-    { S_PARTS, NULL, S_PART, L_TEXT },
-    { S_PART, "text", S_NONE, L_PART },
-    { S_MSG, "tool_calls", S_TCALLS, L_NONE },
-    { S_TCALLS, NULL, S_TCALL, L_NONE },
-    { S_TCALL, "function", S_FUNC, L_NONE },
-    { S_MSG, "function_call", S_FUNC, L_NONE },
-    { S_FUNC, "arguments", S_NONE, L_TEXT },
-    { S_MSG, "arguments", S_NONE, L_TEXT },
-    { S_MSG, "output", S_PARTS, L_TEXT },
-    { S_ROOT, "prompt", S_PROMPTS, L_TEXT },
-    { S_PROMPTS, NULL, S_NONE, L_TEXT },
-    { S_ROOT, "input", S_INPUTS, L_TEXT },
-    { S_INPUTS, NULL, S_MSG, L_TEXT },
-    { S_ROOT, "instructions", S_NONE, L_TEXT },
-    { S_ROOT, "max_tokens", S_NONE, L_MAXTOK },
-    { S_ROOT, "max_completion_tokens", S_NONE, L_MAXTOK },
-    { S_ROOT, "max_output_tokens", S_NONE, L_MAXTOK },
-    { S_ROOT, "model", S_NONE, L_MODEL },
-    { S_NONE, NULL, 0, 0 }
+/* Every other key is K_TEXT, and so is every key ending in "_id" or
+ * "_ids" K_DENY. Denied keys hold no text the model reads, and rewriting
+ * them would break the request (an id that must match another, an enum,
+ * a signature); only their string values are skipped, so an object put
+ * under one is still read. */
+static const key_class_t key_classes[] = {
+    KC("text", K_PART, P_ALL),
+    KC("type", K_TYPE, P_ALL),
+
+    KC("id", K_DENY, P_ALL),
+    KC("role", K_DENY, P_ALL),
+    KC("model", K_DENY, P_ALL),          /* the request's own: specials[] */
+    KC("object", K_DENY, P_ALL),
+    KC("status", K_DENY, P_ALL),
+    KC("user", K_DENY, P_ALL),
+    KC("safety_identifier", K_DENY, P_ALL),
+    KC("prompt_cache_key", K_DENY, P_ALL),
+    KC("conversation", K_DENY, P_ALL),
+    KC("service_tier", K_DENY, P_ALL),
+    KC("reasoning_effort", K_DENY, P_ALL),
+    KC("effort", K_DENY, P_ALL),
+    KC("verbosity", K_DENY, P_ALL),
+    KC("truncation", K_DENY, P_ALL),
+    KC("tool_choice", K_DENY, P_ALL),
+    KC("modalities", K_DENY, P_ALL),
+    KC("include", K_DENY, P_ALL),
+    KC("detail", K_DENY, P_ALL),
+    KC("format", K_DENY, P_ALL),
+    KC("encoding_format", K_DENY, P_ALL),
+    KC("media_type", K_DENY, P_ALL),
+    KC("mime_type", K_DENY, P_ALL),
+    KC("mimeType", K_DENY, P_ALL),
+    KC("voice", K_DENY, P_ALL),
+    KC("ttl", K_DENY, P_ALL),
+    KC("completion_window", K_DENY, P_ALL),
+    KC("signature", K_DENY, P_ALL),
+    KC("encrypted_content", K_DENY, P_ALL),
+    KC("file_data", K_DENY, P_ALL),      /* base64 or a data: URL */
+    KC("thoughtSignature", K_DENY, P_GO),
+    KC("thought_signature", K_DENY, P_GO),
+    KC("cachedContent", K_DENY, P_GO),
+    KC("cached_content", K_DENY, P_GO),
+    KC("responseMimeType", K_DENY, P_GO),
+    KC("response_mime_type", K_DENY, P_GO),
+    KC("responseModalities", K_DENY, P_GO),
+    KC("response_modalities", K_DENY, P_GO),
+    KC("mediaResolution", K_DENY, P_GO),
+    KC("media_resolution", K_DENY, P_GO),
+    KC("taskType", K_DENY, P_GO),
+    KC("task_type", K_DENY, P_GO),
+    KC("category", K_DENY, P_GO),
+    KC("threshold", K_DENY, P_GO),
+    KC("mode", K_DENY, P_GO),
+    KC("language", K_DENY, P_GO),
+    KC("outcome", K_DENY, P_GO),
+
+    /* free-form JSON: tool input and arguments, JSON schemas */
+    KC("input", K_FREE, P_AN),           /* OpenAI's is the request's input */
+    KC("input_schema", K_FREE, P_ALL),
+    KC("parameters", K_FREE, P_ALL),
+    KC("arguments", K_FREE, P_ALL),
+    KC("schema", K_FREE, P_ALL),
+    KC("args", K_FREE, P_GO),
+    KC("response", K_FREE, P_GO),
+    KC("parametersJsonSchema", K_FREE, P_GO),
+    KC("parameters_json_schema", K_FREE, P_GO),
+    KC("responseSchema", K_FREE, P_GO),
+    KC("response_schema", K_FREE, P_GO),
+    KC("responseJsonSchema", K_FREE, P_GO),
+    KC("response_json_schema", K_FREE, P_GO),
+
+    KC("data", K_DATA, P_ALL),
+    KC("url", K_URL, P_ALL),
+    KC("image_url", K_URL, P_ALL),
+    KC("file_url", K_URL, P_ALL),
+    KC("audio_url", K_URL, P_ALL),
+    KC("fileUri", K_URL, P_GO),
+    KC("file_uri", K_URL, P_GO),
+
+    /* objects whose "data" is base64 */
+    KC("inlineData", K_BLOB, P_GO),
+    KC("inline_data", K_BLOB, P_GO),
+    KC("input_audio", K_BLOB, P_OA)
 };
 
-/* Anthropic messages (and the legacy completions prompt) */
-static const path_rule_t anthropic_paths[] = {
-    { S_ROOT, "system", S_BLOCKS, L_TEXT },
-    { S_ROOT, "messages", S_MSGS, L_NONE },
-    { S_MSGS, NULL, S_MSG, L_NONE },
-    { S_MSG, "content", S_BLOCKS, L_TEXT },
-    { S_BLOCKS, NULL, S_BLOCK, L_TEXT },
-    { S_BLOCK, "text", S_NONE, L_PART },
-    { S_BLOCK, "content", S_BLOCKS, L_TEXT },            /* tool_result */
-    { S_BLOCK, "input", S_ANY, L_TEXT },                 /* tool_use */
-    { S_ROOT, "prompt", S_NONE, L_TEXT },
-    { S_ROOT, "max_tokens", S_NONE, L_MAXTOK },
-    { S_ROOT, "max_tokens_to_sample", S_NONE, L_MAXTOK },
-    { S_ROOT, "model", S_NONE, L_MODEL },
-    { S_NONE, NULL, 0, 0 }
-};
+/* keys whose meaning depends on where they are */
+typedef struct {
+    uint8_t     parent;
+    uint8_t     providers;
+    const char *key;
+    uint8_t     child;
+    uint8_t     leaf;
+} special_t;
 
-/* Gemini: generateContent, countTokens, embedContent, batch embeds */
-static const path_rule_t google_paths[] = {
-    { S_ROOT, "contents", S_GCONTENTS, L_NONE },
-    { S_GCONTENTS, NULL, S_GCONTENT, L_NONE },
-    { S_ROOT, "systemInstruction", S_GCONTENT, L_TEXT },
-    { S_ROOT, "system_instruction", S_GCONTENT, L_TEXT },
-    { S_ROOT, "content", S_GCONTENT, L_NONE },
-    { S_ROOT, "requests", S_GREQS, L_NONE },
-    { S_GREQS, NULL, S_GREQ, L_NONE },
-    { S_GREQ, "content", S_GCONTENT, L_NONE },
-    { S_GREQ, "contents", S_GCONTENTS, L_NONE },
-    { S_GCONTENT, "parts", S_GPARTS, L_NONE },
-    { S_GPARTS, NULL, S_GPART, L_NONE },
-    { S_GPART, "text", S_NONE, L_PART },
-    { S_GPART, "functionCall", S_GFC, L_NONE },
-    { S_GPART, "function_call", S_GFC, L_NONE },
-    { S_GFC, "args", S_ANY, L_TEXT },
-    { S_GPART, "functionResponse", S_GFR, L_NONE },
-    { S_GPART, "function_response", S_GFR, L_NONE },
-    { S_GFR, "response", S_ANY, L_TEXT },
-    { S_ROOT, "generationConfig", S_GENCFG, L_NONE },
-    { S_ROOT, "generation_config", S_GENCFG, L_NONE },
-    { S_GENCFG, "maxOutputTokens", S_NONE, L_MAXTOK },
-    { S_GENCFG, "max_output_tokens", S_NONE, L_MAXTOK },
-    { S_ROOT, "model", S_NONE, L_MODEL },
-    { S_NONE, NULL, 0, 0 }
+static const special_t specials[] = {
+    { S_ROOT, P_ALL, "model", S_DENY, L_MODEL },
+    { S_ROOT, P_OA | P_AN, "max_tokens", S_API, L_MAXTOK },
+    { S_ROOT, P_OA, "max_completion_tokens", S_API, L_MAXTOK },
+    { S_ROOT, P_OA, "max_output_tokens", S_API, L_MAXTOK },
+    { S_ROOT, P_AN, "max_tokens_to_sample", S_API, L_MAXTOK },
+
+    /* Anthropic's batches: requests[].params is a request */
+    { S_ROOT, P_AN, "requests", S_AREQS, L_TEXT },
+    { S_AREQ, P_AN, "params", S_NROOT, L_TEXT },
+    { S_NROOT, P_AN | P_GO, "model", S_DENY, L_NMODEL },
+    { S_NROOT, P_AN, "max_tokens", S_API, L_MAXTOK },
+    { S_NROOT, P_AN, "max_tokens_to_sample", S_API, L_MAXTOK },
+
+    /* Gemini: requests[] of batchEmbedContents, the request of
+     * batchGenerateContent's inlined requests and of countTokens */
+    { S_ROOT, P_GO, "requests", S_NROOTS, L_TEXT },
+    { S_ANYAPI, P_GO, "request", S_NROOT, L_TEXT },
+    { S_ANYAPI, P_GO, "generateContentRequest", S_NROOT, L_TEXT },
+    { S_ANYAPI, P_GO, "generate_content_request", S_NROOT, L_TEXT },
+    { S_ROOT, P_GO, "generationConfig", S_GENCFG, L_TEXT },
+    { S_ROOT, P_GO, "generation_config", S_GENCFG, L_TEXT },
+    { S_NROOT, P_GO, "generationConfig", S_GENCFG, L_TEXT },
+    { S_NROOT, P_GO, "generation_config", S_GENCFG, L_TEXT },
+    { S_GENCFG, P_GO, "maxOutputTokens", S_API, L_MAXTOK },
+    { S_GENCFG, P_GO, "max_output_tokens", S_API, L_MAXTOK },
+    { S_NONE, 0, NULL, 0, 0 }
 };
 
 typedef struct {
     uint8_t  state;
     uint8_t  array;
+    uint8_t  binary;     /* object: its "data" is not text */
+    uint8_t  typed;      /* object: it has a "type" */
     uint32_t arr_id;
+    uint32_t tent;       /* object: 1 + its last entry in ex_t.tent */
 } frame_t;
+
+/* a "data" read as text before its object's "type" was known */
+typedef struct {
+    uint32_t off;
+    uint32_t prev;       /* 1 + the object's entry before, 0 none */
+} tent_t;
 
 typedef struct {
     tp_prompt_t       *p;
-    const path_rule_t *paths;               /* the provider's table */
+    unsigned           pmask;               /* 1 << provider */
     frame_t            st[TP_JSON_MAX_DEPTH];
     int                depth;
-    uint8_t            pend_state, pend_leaf;   /* the next value of an
-                                                   object */
+    uint8_t            pend_state, pend_leaf;   /* the next value of an */
+    uint8_t            pend_blob;               /*   object */
     uint32_t           arr_ids;
     uint32_t           last_join;           /* of the last segment, 0 none */
     size_t             text_cap;
     int                root_done;
+    char              *nmodel;              /* of the batch's requests */
+
+    /* "data" before "type": pass 1 reads it as text; when the type says
+     * base64, its offset goes to skip[] and pass 2 reads the body again
+     * without it, so segments stay in body order */
+    int                pass;
+    int                again;
+    tent_t            *tent;
+    uint32_t           ntent, tent_cap;
+    uint32_t          *skip;
+    uint32_t           nskip, skip_cap, skip_i;
+
     char              *err;
     size_t             errlen;
 } ex_t;
@@ -882,44 +983,111 @@ key_is(const char *k, const unsigned char *key, size_t klen)
 }
 
 
+static int
+key_class(ex_t *x, const unsigned char *key, size_t klen)
+{
+    const key_class_t *k;
+    size_t             i;
+
+    for (i = 0; i < sizeof(key_classes) / sizeof(key_classes[0]); i++) {
+        k = &key_classes[i];
+        if (k->len == klen && (k->providers & x->pmask)
+            && memcmp(k->key, key, klen) == 0)
+        {
+            return k->cls;
+        }
+    }
+    if ((klen > 3 && memcmp(key + klen - 3, "_id", 3) == 0)
+        || (klen > 4 && memcmp(key + klen - 4, "_ids", 4) == 0))
+    {
+        return K_DENY;
+    }
+    return K_TEXT;
+}
+
+
+/* what the value of key (NULL: an array element) under parent is */
 static void
 lookup(ex_t *x, uint8_t parent, const unsigned char *key, size_t klen,
-       uint8_t *child, uint8_t *leaf)
+       uint8_t *child, uint8_t *leaf, uint8_t *blob)
 {
-    const path_rule_t *r;
+    const special_t *sp;
 
-    *child = S_NONE;
-    *leaf = L_NONE;
+    *blob = 0;
+    *child = S_API;
+    *leaf = L_TEXT;
+
     if (parent == S_NONE) {
+        *child = S_NONE;
+        *leaf = L_NONE;
         return;
     }
-    if (parent == S_ANY) {
-        *child = S_ANY;
-        *leaf = L_TEXT;
+    if (parent == S_FREE) {
+        *child = S_FREE;
         return;
     }
-    for (r = x->paths; r->parent != S_NONE; r++) {
-        if (r->parent != parent) {
-            continue;
+    if (key == NULL) {
+        switch (parent) {
+        case S_DENY:
+            *child = S_DENY;
+            *leaf = L_NONE;
+            break;
+        case S_AREQS:
+            *child = S_AREQ;
+            break;
+        case S_NROOTS:
+            *child = S_NROOT;
+            break;
         }
-        if (key == NULL ? r->key == NULL
-            : r->key != NULL && key_is(r->key, key, klen))
+        return;
+    }
+
+    for (sp = specials; sp->key != NULL; sp++) {
+        if ((sp->parent == parent || sp->parent == S_ANYAPI)
+            && (sp->providers & x->pmask) && key_is(sp->key, key, klen))
         {
-            *child = r->child;
-            *leaf = r->leaf;
+            *child = sp->child;
+            *leaf = sp->leaf;
             return;
         }
+    }
+
+    switch (key_class(x, key, klen)) {
+    case K_PART:
+        *leaf = L_PART;
+        break;
+    case K_DENY:
+        *child = S_DENY;
+        *leaf = L_NONE;
+        break;
+    case K_TYPE:
+        *child = S_DENY;
+        *leaf = L_TYPE;
+        break;
+    case K_FREE:
+        *child = S_FREE;
+        break;
+    case K_DATA:
+        *leaf = L_DATA;
+        break;
+    case K_URL:
+        *leaf = L_URL;
+        break;
+    case K_BLOB:
+        *blob = 1;
+        break;
     }
 }
 
 
 /* what the value about to be scanned is; *join is set for L_PART */
 static void
-target(ex_t *x, uint8_t *state, uint8_t *leaf, uint32_t *join)
+target(ex_t *x, uint8_t *state, uint8_t *leaf, uint32_t *join, uint8_t *blob)
 {
     frame_t *top;
 
     *join = 0;
+    *blob = 0;
     if (x->depth == 0) {
         *state = x->root_done ? S_NONE : S_ROOT;
         *leaf = L_NONE;
@@ -927,12 +1095,14 @@ target(ex_t *x, uint8_t *state, uint8_t *leaf, uint32_t *join)
     }
     top = &x->st[x->depth - 1];
     if (top->array) {
-        lookup(x, top->state, NULL, 0, state, leaf);
+        lookup(x, top->state, NULL, 0, state, leaf, blob);
     } else {
         *state = x->pend_state;
         *leaf = x->pend_leaf;
+        *blob = x->pend_blob;
         x->pend_state = S_NONE;
         x->pend_leaf = L_NONE;
+        x->pend_blob = 0;
     }
     if (*leaf == L_PART && x->depth >= 2 && x->st[x->depth - 2].array) {
         *join = x->st[x->depth - 2].arr_id;
@@ -954,27 +1124,56 @@ static int
 ex_start(void *ctx, int array)
 {
     ex_t    *x = ctx;
-    uint8_t  state, leaf;
+    frame_t *f;
+    uint8_t  state, leaf, blob;
     uint32_t join;
 
     if (x->depth == 0 && array) {
         return ex_fail(x, "the request body must be a JSON object");
     }
-    target(x, &state, &leaf, &join);
-    x->st[x->depth].state = state;
-    x->st[x->depth].array = (uint8_t) array;
-    x->st[x->depth].arr_id = array ? ++x->arr_ids : 0;
+    target(x, &state, &leaf, &join, &blob);
+    if (state == S_DENY && !array) {
+        state = S_API;                  /* only strings are denied */
+    }
+    f = &x->st[x->depth];
+    f->state = state;
+    f->array = (uint8_t) array;
+    f->arr_id = array ? ++x->arr_ids : 0;
+    f->binary = blob && !array;
+    f->typed = 0;
+    f->tent = 0;
     x->depth++;
     return 0;
 }
 
 
+/* pass 1: the tentative "data" of an object that turned out binary are
+ * skipped by pass 2 */
 static int
 ex_end(void *ctx, int array)
 {
-    ex_t *x = ctx;
+    ex_t     *x = ctx;
+    frame_t  *f = &x->st[x->depth - 1];
+    uint32_t  t, *ns, cap;
 
-    (void) array;
+    if (!array && f->binary && f->tent && x->pass == 1) {
+        for (t = f->tent; t; t = x->tent[t - 1].prev) {
+            if (x->nskip == x->skip_cap) {
+                cap = x->skip_cap ? x->skip_cap * 2 : 16;
+                ns = tp_arena_alloc(&x->p->arena, cap * sizeof(*ns));
+                if (ns == NULL) {
+                    return EX_ENOMEM;
+                }
+                if (x->nskip) {
+                    memcpy(ns, x->skip, x->nskip * sizeof(*ns));
+                }
+                x->skip = ns;
+                x->skip_cap = cap;
+            }
+            x->skip[x->nskip++] = x->tent[t - 1].off;
+        }
+        x->again = 1;
+    }
     if (--x->depth == 0) {
         x->root_done = 1;
     }
@@ -982,28 +1181,47 @@ ex_end(void *ctx, int array)
 }
 
 
+static int add_segment(ex_t *x, const unsigned char *raw, size_t len,
+                       int escaped, uint32_t join);
+
 static int
 ex_key(void *ctx, const unsigned char *raw, size_t len, int escaped)
 {
     ex_t          *x = ctx;
     frame_t       *top = &x->st[x->depth - 1];
-    unsigned char  kbuf[64];
+    unsigned char  kbuf[6 * 64];        /* decoded keys up to 64 bytes */
 
+    x->pend_blob = 0;
     if (top->state == S_NONE) {
         x->pend_state = S_NONE;
         x->pend_leaf = L_NONE;
         return 0;
     }
+    if (top->state == S_FREE) {
+        x->pend_state = S_FREE;
+        x->pend_leaf = L_TEXT;
+        return add_segment(x, raw, len, escaped, 0);
+    }
     if (escaped) {
         if (len > sizeof(kbuf)) {
-            x->pend_state = top->state == S_ANY ? S_ANY : S_NONE;
-            x->pend_leaf = top->state == S_ANY ? L_TEXT : L_NONE;
+            /* longer than any key the walk knows: text */
+            x->pend_state = S_API;
+            x->pend_leaf = L_TEXT;
             return 0;
         }
         len = tp_json_unescape(raw, len, kbuf);
         raw = kbuf;
     }
-    lookup(x, top->state, raw, len, &x->pend_state, &x->pend_leaf);
+    lookup(x, top->state, raw, len, &x->pend_state, &x->pend_leaf,
+           &x->pend_blob);
+    if (x->pend_leaf == L_TYPE) {
+        /* a second "type" could say base64 to the walk and text to the
+         * provider (JSON parsers keep the last) */
+        if (top->typed) {
+            return ex_fail(x, "duplicate \"type\" field");
+        }
+        top->typed = 1;
+    }
     return 0;
 }
 
@@ -1123,38 +1341,140 @@ add_segment(ex_t *x, const unsigned char *raw, size_t len, int escaped,
 }
 
 
+/* a model name from the body, decoded; Gemini's "models/" dropped */
+static char *
+model_of(ex_t *x, const unsigned char *raw, size_t len, int escaped)
+{
+    char   *m = tp_arena_alloc(&x->p->arena, len + 1);
+    size_t  n = len;
+
+    if (m == NULL) {
+        return NULL;
+    }
+    if (escaped) {
+        n = tp_json_unescape(raw, len, (unsigned char *) m);
+    } else {
+        memcpy(m, raw, len);
+    }
+    m[n] = '\0';
+    if (x->p->provider == TP_GOOGLE && n > 7 && memcmp(m, "models/", 7) == 0) {
+        m += 7;
+    }
+    return m;
+}
+
+
+/* the "type" of an object whose "data" is base64 or opaque */
+static int
+binary_type(const unsigned char *raw, size_t len, int escaped)
+{
+    unsigned char buf[6 * 17];
+
+    if (escaped) {
+        if (len > sizeof(buf)) {
+            return 0;
+        }
+        len = tp_json_unescape(raw, len, buf);
+        raw = buf;
+    }
+    return key_is("base64", raw, len) || key_is("redacted_thinking", raw, len);
+}
+
+
+static int
+ex_data(ex_t *x, const unsigned char *raw, size_t len, int escaped)
+{
+    frame_t  *f = &x->st[x->depth - 1];
+    tent_t   *nt;
+    uint32_t  off = (uint32_t) (raw - x->p->body), cap;
+
+    if (f->binary) {
+        return 0;
+    }
+    if (!f->typed && x->pass == 2) {
+        while (x->skip_i < x->nskip && x->skip[x->skip_i] < off) {
+            x->skip_i++;
+        }
+        if (x->skip_i < x->nskip && x->skip[x->skip_i] == off) {
+            return 0;
+        }
+
+    } else if (!f->typed) {
+        /* the type may still say base64: text for now */
+        if (x->ntent == x->tent_cap) {
+            cap = x->tent_cap ? x->tent_cap * 2 : 16;
+            nt = tp_arena_alloc(&x->p->arena, cap * sizeof(*nt));
+            if (nt == NULL) {
+                return EX_ENOMEM;
+            }
+            if (x->ntent) {
+                memcpy(nt, x->tent, x->ntent * sizeof(*nt));
+            }
+            x->tent = nt;
+            x->tent_cap = cap;
+        }
+        x->tent[x->ntent].off = off;
+        x->tent[x->ntent].prev = f->tent;
+        f->tent = ++x->ntent;
+    }
+    return add_segment(x, raw, len, escaped, 0);
+}
+
+
 static int
 ex_string(void *ctx, const unsigned char *raw, size_t len, int escaped)
 {
     ex_t     *x = ctx;
-    uint8_t   state, leaf;
+    uint8_t   state, leaf, blob;
     uint32_t  join;
     char     *m;
 
     if (x->depth == 0) {
         return ex_fail(x, "the request body must be a JSON object");
     }
-    target(x, &state, &leaf, &join);
+    target(x, &state, &leaf, &join, &blob);
     switch (leaf) {
 
     case L_TEXT:
     case L_PART:
         return add_segment(x, raw, len, escaped, join);
 
+    case L_URL:
+        /* inline base64 (an image, audio): the provider reads no text */
+        if (len >= 5 && strncasecmp((const char *) raw, "data:", 5) == 0) {
+            return 0;
+        }
+        return add_segment(x, raw, len, escaped, 0);
+
+    case L_DATA:
+        return ex_data(x, raw, len, escaped);
+
+    case L_TYPE:
+        if (binary_type(raw, len, escaped)) {
+            x->st[x->depth - 1].binary = 1;
+        }
+        return 0;
+
     case L_MODEL:
         if (x->p->model != NULL) {
             return ex_fail(x, "duplicate \"model\" field");
         }
-        m = tp_arena_alloc(&x->p->arena, len + 1);
+        x->p->model = model_of(x, raw, len, escaped);
+        return x->p->model == NULL ? EX_ENOMEM : 0;
+
+    case L_NMODEL:
+        /* the model rules check one model per request: a batch's requests
+         * must all name the same */
+        m = model_of(x, raw, len, escaped);
         if (m == NULL) {
             return EX_ENOMEM;
         }
-        len = escaped ? tp_json_unescape(raw, len, (unsigned char *) m) : len;
-        if (!escaped) {
-            memcpy(m, raw, len);
+        if (x->nmodel == NULL) {
+            x->nmodel = m;
+        } else if (strcmp(x->nmodel, m) != 0) {
+            return ex_fail(x, "the requests of a batch name different "
+                              "models");
         }
-        m[len] = '\0';
-        x->p->model = m;
         return 0;
     }
     return 0;
@@ -1165,7 +1485,7 @@ static int
 ex_number(void *ctx, const unsigned char *raw, size_t len)
 {
     ex_t     *x = ctx;
-    uint8_t   state, leaf;
+    uint8_t   state, leaf, blob;
     uint32_t  join;
     char      buf[64];
     double    d;
@@ -1175,7 +1495,7 @@ ex_number(void *ctx, const unsigned char *raw, size_t len)
     if (x->depth == 0) {
         return ex_fail(x, "the request body must be a JSON object");
     }
-    target(x, &state, &leaf, &join);
+    target(x, &state, &leaf, &join, &blob);
     if (leaf != L_MAXTOK || raw[0] == '-') {
         return 0;
     }
@@ -1207,14 +1527,14 @@ static int
 ex_literal(void *ctx, int which)
 {
     ex_t     *x = ctx;
-    uint8_t   state, leaf;
+    uint8_t   state, leaf, blob;
     uint32_t  join;
 
     (void) which;
     if (x->depth == 0) {
         return ex_fail(x, "the request body must be a JSON object");
     }
-    target(x, &state, &leaf, &join);
+    target(x, &state, &leaf, &join, &blob);
     return 0;
 }
 
@@ -1222,6 +1542,42 @@ ex_literal(void *ctx, int which)
 static const tp_json_cb_t ex_cb = {
     ex_start, ex_end, ex_key, ex_string, ex_number, ex_literal
 };
+
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
+
+    return x < y ? -1 : x > y;
+}
+
+
+/* pass 2 starts from an empty text; the arena keeps what pass 1 made */
+static void
+ex_again(ex_t *x)
+{
+    tp_prompt_t *p = x->p;
+
+    qsort(x->skip, x->nskip, sizeof(*x->skip), cmp_u32);
+    p->text_len = 0;
+    p->chars = 0;
+    p->non_ascii = 0;
+    p->nsegs = 0;
+    p->model = NULL;
+    p->max_output_tokens = -1;
+    x->depth = 0;
+    x->pend_state = S_NONE;
+    x->pend_leaf = L_NONE;
+    x->pend_blob = 0;
+    x->arr_ids = 0;
+    x->last_join = 0;
+    x->root_done = 0;
+    x->nmodel = NULL;
+    x->ntent = 0;
+    x->skip_i = 0;
+    x->pass = 2;
+}
 
 
 int
@@ -1258,32 +1614,34 @@ tp_prompt_parse(const tp_alloc_t *a, int provider, const unsigned char *body,
         goto nomem;
     }
     memset(p, 0, sizeof(*p));
-    memset(x, 0, sizeof(*x));
     p->arena = ar;
     p->provider = provider;
     p->body = body;
     p->body_len = len;
     p->max_output_tokens = -1;
 
+    memset(x, 0, sizeof(*x));
     x->text_cap = len + 1 < 4096 ? len + 1 : 4096;
     p->text = tp_arena_alloc(&p->arena, x->text_cap);
     if (p->text == NULL) {
         goto nomem;
     }
     x->p = p;
-    x->paths = provider == TP_ANTHROPIC ? anthropic_paths
-               : provider == TP_GOOGLE ? google_paths : openai_paths;
+    x->pmask = 1u << provider;
+    x->pass = 1;
     x->err = err;
     x->errlen = errlen;
 
     rc = tp_json_scan(body, len, &ex_cb, x, err, errlen);
+    if (rc == 0 && x->again) {
+        ex_again(x);
+        rc = tp_json_scan(body, len, &ex_cb, x, err, errlen);
+    }
     if (rc == EX_ENOMEM) {
         goto nomem;
     }
     if (rc != 0) {
-        ar = p->arena;
-        tp_arena_free(&ar);
-        return TP_PROMPT_EMALFORMED;
+        goto malformed;
     }
     p->text[p->text_len] = '\0';
 
@@ -1304,8 +1662,25 @@ tp_prompt_parse(const tp_alloc_t *a, int provider, const unsigned char *body,
             goto nomem;
         }
     }
+    if (x->nmodel != NULL) {
+        if (p->model == NULL) {
+            p->model = x->nmodel;
+
+        } else if (strcmp(p->model, x->nmodel) != 0) {
+            if (errlen) {
+                snprintf(err, errlen, "a request of the batch names another "
+                         "model than the request itself");
+            }
+            goto malformed;
+        }
+    }
     *out = p;
     return TP_PROMPT_OK;
+
+malformed:
+    ar = p->arena;
+    tp_arena_free(&ar);
+    return TP_PROMPT_EMALFORMED;
 
 nomem:
     if (p != NULL) {
@@ -1318,6 +1693,108 @@ nomem:
     return TP_PROMPT_ENOMEM;
 }
 
+
+/* ---- endpoints ---- */
+
+/* The paths, after the route's base URL, whose bodies the walk above
+ * understands: JSON whose text is the request's own. '*' is one path
+ * segment (no '/' or ':'). Not here, so refused when a rule applies:
+ * multipart and binary uploads (files, audio transcription, image edits)
+ * and requests whose prompts live elsewhere (OpenAI batches and fine-tuning
+ * read uploaded files; realtime sessions stream past the gateway). */
+static const char *const openai_endpoints[] = {
+    "chat/completions", "completions", "embeddings", "moderations",
+    "responses", "responses/input_tokens", "images/generations",
+    "audio/speech",
+    "assistants", "assistants/*",
+    "threads", "threads/*", "threads/runs", "threads/*/messages",
+    "threads/*/messages/*", "threads/*/runs", "threads/*/runs/*",
+    "threads/*/runs/*/submit_tool_outputs",
+    "conversations", "conversations/*", "conversations/*/items",
+    NULL
+};
+
+static const char *const anthropic_endpoints[] = {
+    "messages", "messages/count_tokens", "messages/batches", "complete",
+    NULL
+};
+
+static const char *const google_endpoints[] = {
+    "models/*:generateContent", "models/*:streamGenerateContent",
+    "models/*:countTokens", "models/*:embedContent",
+    "models/*:batchEmbedContents", "models/*:asyncBatchEmbedContent",
+    "models/*:batchGenerateContent", "models/*:predict",
+    "models/*:predictLongRunning",
+    "cachedContents", "cachedContents/*",
+    NULL
+};
+
+
+static int
+path_match(const char *pat, const unsigned char *s, size_t n)
+{
+    size_t i = 0, start;
+
+    for ( ; *pat; pat++) {
+        if (*pat == '*') {
+            for (start = i; i < n && s[i] != '/' && s[i] != ':'; i++) {
+                /* void */
+            }
+            if (i == start) {
+                return 0;
+            }
+            continue;
+        }
+        if (i == n || s[i] != (unsigned char) *pat) {
+            return 0;
+        }
+        i++;
+    }
+    return i == n;
+}
+
+
+const char *
+tp_prompt_endpoint(int provider, const unsigned char *path, size_t len)
+{
+    static const char *const versions[] = { "v1/", "v1beta/", "v1alpha/" };
+    const char *const       *e;
+    size_t                   i, n;
+
+    while (len && path[0] == '/') {
+        path++;
+        len--;
+    }
+    /* a base URL without the version (a proxy's, say) */
+    for (i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+        n = strlen(versions[i]);
+        if (len > n && memcmp(path, versions[i], n) == 0) {
+            path += n;
+            len -= n;
+            break;
+        }
+    }
+    switch (provider) {
+    case TP_OPENAI:
+    case TP_AZURE:
+        e = openai_endpoints;
+        break;
+    case TP_ANTHROPIC:
+        e = anthropic_endpoints;
+        break;
+    case TP_GOOGLE:
+        e = google_endpoints;
+        break;
+    default:
+        return NULL;
+    }
+    for ( ; *e; e++) {
+        if (path_match(*e, path, len)) {
+            return *e;
+        }
+    }
+    return NULL;
+}
 
 const unsigned char *
 tp_prompt_folded(tp_prompt_t *p)

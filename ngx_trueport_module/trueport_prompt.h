@@ -3,25 +3,35 @@
  * that text redacted. Plain C on plain buffers, no nginx types; memory from
  * the caller's allocator only (trueport_usage.h), bounded by the body size.
  *
- * What is extracted (every string that reaches the model as input):
- *   openai, azure  messages[].content (string, or parts[].text),
- *                  messages[].tool_calls[].function.arguments,
- *                  messages[].function_call.arguments, prompt (string or
- *                  array), input (string, array of strings, or Responses
- *                  items: content, arguments, output), instructions
- *   anthropic      system (string or blocks[].text), messages[].content
- *                  (string or blocks: text, tool_result content, every
- *                  string inside tool_use input), prompt
- *   google         contents[].parts[].text, systemInstruction (and
- *                  system_instruction) parts, content / requests[].content
- *                  (embeddings), every string in functionCall.args and
- *                  functionResponse.response
- * plus the model (body "model"; for google and azure, or when the body has
- * none, the url_model argument, a leading "models/" dropped: the module
- * passes Gemini's model and Azure's deployment from the URL, what the
- * provider really serves) and the largest of
- * max_tokens, max_completion_tokens, max_output_tokens,
- * max_tokens_to_sample, generationConfig.maxOutputTokens.
+ * What is extracted: every string the model may read, wherever it sits
+ * in the body (a deny list of non-text keys, not a list of text paths):
+ * every string value of the request is text except the values of keys
+ * that hold identifiers, enums, opaque tokens or binary data (type, role,
+ * id and every *_id / *_ids, model, user, status, format, media and mime
+ * types, signatures, encrypted content, file_data, tool_choice, include,
+ * voice, ttl ...; key_classes in trueport_prompt.c), the base64 "data" of
+ * Gemini's inlineData, OpenAI's input_audio and of an object whose "type"
+ * is base64 or redacted_thinking, and data: URLs under url / image_url /
+ * file_url / audio_url / fileUri. Only strings are denied: an object or
+ * array under a denied key is read. In free-form JSON (Anthropic's tool
+ * input and input_schema, Gemini's functionCall args and functionResponse
+ * response, every parameters / schema / *Schema / arguments) object keys
+ * are text too and nothing is denied. So tool and function descriptions,
+ * Anthropic document blocks (text sources, title, context), OpenAI's
+ * prediction, batches (Anthropic requests[].params, Gemini requests[] and
+ * inlined requests), cachedContents, system instructions, Responses items
+ * of any kind and keys no provider has defined yet are all read.
+ * An object with two "type" keys is malformed (a parser that keeps the
+ * last one could read as text what the walk took for base64).
+ * The model: the request's "model" (for google a leading "models/"
+ * dropped; for google and azure, or when the body has none, the url_model
+ * argument wins: the module passes Gemini's model and Azure's deployment
+ * from the URL, what the provider really serves). The requests of a batch
+ * must all name that model (or, without one, the same one), else the body
+ * is malformed: model rules check one model per request. Token limit: the
+ * largest of max_tokens, max_completion_tokens, max_output_tokens,
+ * max_tokens_to_sample, generationConfig.maxOutputTokens (of the request
+ * and of every request of a batch).
  *
  * The segments are decoded (every JSON escape, surrogate pairs included)
  * and concatenated into one text the rules match over. Consecutive text
@@ -157,6 +167,16 @@ const unsigned char *tp_prompt_folded(tp_prompt_t *p);
  * long as the prompt. 0, or -1 when out of memory. */
 int tp_prompt_redact(tp_prompt_t *p, const tp_span_t *spans, size_t nspans,
                      const unsigned char **out, size_t *out_len);
+
+/* The endpoint pattern ("chat/completions", "messages/batches",
+ * "models/{m}:generateContent" ...) that path, as it goes upstream after the
+ * route's base URL (leading '/' and a "v1/", "v1beta/" or "v1alpha/"
+ * ignored, no query), matches: tp_prompt_parse understands its bodies.
+ * NULL: an endpoint whose body the walk does not understand (uploads,
+ * batches of uploaded files ...); the module refuses it when a rule
+ * applies. */
+const char *tp_prompt_endpoint(int provider, const unsigned char *path,
+                               size_t len);
 
 /* Frees everything the prompt allocated, policy results included. */
 void tp_prompt_destroy(tp_prompt_t *p);

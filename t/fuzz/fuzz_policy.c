@@ -20,6 +20,21 @@ static const char *bodies[] = {
     "{\"model\":\"claude-3-5-sonnet\",\"max_tokens\":5,\"system\":\"s\",\"messages\":[{\"role\":\"user\",\"content\":["
     "{\"type\":\"text\",\"text\":\"AKIAIOSF\"},{\"type\":\"text\",\"text\":\"ODNN7EXAMPLE 10.0.0.1 123-45-6789\"}]}]}",
     "{\"contents\":[{\"parts\":[{\"text\":\"DE89 3704 0044 0532 0130 00 +1 (415) 555-2671 foo bar\"}]}]}",
+    /* issue 13: tools, documents, batches, predictions */
+    "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\","
+    "\"function\":{\"name\":\"f\",\"description\":\"mail a@b.io\",\"parameters\":{\"properties\":{\"k\":"
+    "{\"description\":\"key sk-abcdefghijklmnopqrstuvwx\"}}}}}],\"prediction\":{\"type\":\"content\",\"content\":\"10.0.0.1\"}}",
+    "{\"requests\":[{\"custom_id\":\"r\",\"params\":{\"model\":\"claude-x\",\"max_tokens\":9,\"tools\":[{\"name\":\"t\","
+    "\"description\":\"card 4111 1111 1111 1111\",\"input_schema\":{\"a@b.io\":1}}],\"messages\":[{\"role\":\"user\","
+    "\"content\":[{\"source\":{\"data\":\"QUFB\",\"type\":\"base64\"},\"type\":\"document\",\"context\":\"123-45-6789\"},"
+    "{\"type\":\"document\",\"source\":{\"type\":\"text\",\"data\":\"password: hunter2\"}}]}]}}]}",
+    "{\"batch\":{\"input_config\":{\"requests\":{\"requests\":[{\"request\":{\"contents\":[{\"parts\":[{\"text\":\"a@b.io\"}]}],"
+    "\"tools\":[{\"functionDeclarations\":[{\"name\":\"g\",\"description\":\"DE89 3704 0044 0532 0130 00\"}]}]}}]}}}}",
+};
+
+/* the provider of each fixed body */
+static const int body_providers[] = {
+    TP_OPENAI, TP_ANTHROPIC, TP_GOOGLE, TP_OPENAI, TP_ANTHROPIC, TP_GOOGLE
 };
 
 static void
@@ -32,7 +47,9 @@ check(tp_policy_set_t *set, int provider, const unsigned char *body, size_t len,
     size_t               outlen, i;
     char                 err[256];
 
-    if (tp_prompt_parse(&A, provider, body, len, "gemini-pro", 10, &p, err, sizeof(err)) != TP_PROMPT_OK) {
+    /* as the module: a URL model for Gemini only (Azure's is the deployment) */
+    if (tp_prompt_parse(&A, provider, body, len, provider == TP_GOOGLE ? "gemini-pro" : NULL,
+                        provider == TP_GOOGLE ? 10 : 0, &p, err, sizeof(err)) != TP_PROMPT_OK) {
         return;
     }
     if (tp_policy_eval(set, p, ctx, &r) != 0) {
@@ -95,8 +112,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        check(set, (int) i == 2 ? TP_GOOGLE : (int) i == 1 ? TP_ANTHROPIC : TP_OPENAI,
-              (const unsigned char *) bodies[i], strlen(bodies[i]), &ctx);
+        check(set, body_providers[i], (const unsigned char *) bodies[i],
+              strlen(bodies[i]), &ctx);
     }
     if (sep) {
         check(set, ctx.provider, sep + 4, size - rlen - 4, &ctx);

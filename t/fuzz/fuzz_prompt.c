@@ -1,6 +1,10 @@
 /* fuzz_prompt.c - libFuzzer target for request-body parsing, evaluation
- * with a fixed rule set and redaction. Byte 0 picks the provider; the rest
- * is the body. Checks: the prompt's invariants, that yajl accepts whatever
+ * with a fixed rule set and redaction. Byte 0 picks the provider (its low
+ * two bits) and the mode: bodies, with byte 1 picking one of the
+ * provider's endpoints (its URL model goes to the parse: Gemini's model,
+ * Azure's deployment), or paths for tp_prompt_endpoint. The rest is the
+ * body (or the path). t/fuzz/fuzz_prompt.dict holds the keys the walk
+ * knows. Checks: the prompt's invariants, that yajl accepts whatever
  * the scanner accepts, and that every redacted body is valid JSON again
  * (for both parsers) whose text is exactly the original text with each
  * redacted run replaced by a marker. (Re-evaluating is no oracle: a marker
@@ -28,6 +32,61 @@ static const char rules[] =
     " {\"id\":\"l\",\"type\":\"limits\",\"action\":\"log\",\"config\":{\"max_prompt_chars\":50,\"max_output_tokens\":100}}]";
 
 static tp_policy_set_t *set;
+
+/* an endpoint of each kind and its URL model */
+static const struct { int provider; const char *path, *model; } eps[] = {
+    { TP_OPENAI, "chat/completions", NULL },
+    { TP_OPENAI, "responses", NULL },
+    { TP_OPENAI, "completions", NULL },
+    { TP_OPENAI, "embeddings", NULL },
+    { TP_OPENAI, "threads/t1/runs", NULL },
+    { TP_OPENAI, "v1/moderations", NULL },
+    { TP_AZURE, "chat/completions", "my-deployment" },
+    { TP_AZURE, "embeddings", "gpt-x" },
+    { TP_ANTHROPIC, "messages", NULL },
+    { TP_ANTHROPIC, "messages/batches", NULL },
+    { TP_ANTHROPIC, "messages/count_tokens", NULL },
+    { TP_ANTHROPIC, "complete", "claude-x" },
+    { TP_GOOGLE, "models/gemini-x:generateContent", "models/gemini-x" },
+    { TP_GOOGLE, "models/gemini-x:batchGenerateContent", "models/gemini-x" },
+    { TP_GOOGLE, "models/e:asyncBatchEmbedContent", "models/e" },
+    { TP_GOOGLE, "models/e:batchEmbedContents", "models/e" },
+    { TP_GOOGLE, "models/gemini-x:countTokens", "gemini-x" },
+    { TP_GOOGLE, "cachedContents", NULL },
+};
+
+#define NEPS  (sizeof(eps) / sizeof(eps[0]))
+
+/* tp_prompt_endpoint on arbitrary bytes: a pattern it returns matches
+ * again without the leading slashes and version it ignored */
+static void
+fuzz_path(const uint8_t *data, size_t size)
+{
+    const char *e, *e2;
+    size_t      i;
+    int         pr;
+
+    for (pr = 0; pr <= TP_PROVIDERS; pr++) {
+        e = tp_prompt_endpoint(pr, data, size);
+        if (e == NULL) {
+            continue;
+        }
+        if (pr == TP_PROVIDERS || strchr(e, '*') == NULL) {
+            /* an exact pattern is the path's own tail */
+            if (pr == TP_PROVIDERS || size < strlen(e)
+                || memcmp(data + size - strlen(e), e, strlen(e)) != 0)
+            {
+                abort();
+            }
+        }
+        for (i = 0; i < size && data[i] == '/'; i++) {
+        }
+        e2 = tp_prompt_endpoint(pr, data + i, size - i);
+        if (e2 != e) {
+            abort();
+        }
+    }
+}
 
 /* markers become one \x01, and runs of \x01 one */
 static size_t
@@ -105,8 +164,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tp_policy_result_t   r;
     tp_prompt_t         *p, *p2;
     const unsigned char *out;
-    size_t               outlen, i;
+    size_t               outlen, i, um_len;
     char                 err[256];
+    const char          *url_model;
     int                  provider, rc;
 
     if (set == NULL) {
@@ -118,12 +178,31 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) {
         return 0;
     }
+    if (((data[0] >> 2) & 3) == 3) {
+        fuzz_path(data + 1, size - 1);
+        return 0;
+    }
     provider = data[0] % TP_PROVIDERS;
+    url_model = "gpt-x";
+    if (size >= 2 && (data[0] & 0x10)) {
+        /* an endpoint of any provider: its provider and URL model */
+        i = data[1] % NEPS;
+        provider = eps[i].provider;
+        url_model = eps[i].model;
+        if (tp_prompt_endpoint(provider, (const unsigned char *) eps[i].path,
+                               strlen(eps[i].path)) == NULL)
+        {
+            abort();
+        }
+        data++;
+        size--;
+    }
     ctx.provider = provider;
     data++;
     size--;
+    um_len = url_model ? strlen(url_model) : 0;
 
-    rc = tp_prompt_parse(&A, provider, data, size, "gpt-x", 5, &p, err, sizeof(err));
+    rc = tp_prompt_parse(&A, provider, data, size, url_model, um_len, &p, err, sizeof(err));
     if (rc != TP_PROMPT_OK) {
         if (p != NULL || err[0] == '\0') {
             abort();
@@ -141,9 +220,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const tp_segment_t *s = &p->segs[i];
         if ((size_t) s->raw_off + s->raw_len > size || s->text_len > s->raw_len
             || (size_t) s->text_off + s->text_len > p->text_len
-            || (i > 0 && s->raw_off < p->segs[i - 1].raw_off + p->segs[i - 1].raw_len))
+            || (i > 0 && s->raw_off < p->segs[i - 1].raw_off + p->segs[i - 1].raw_len)
+            || s->raw_off == 0 || data[s->raw_off - 1] != '"'
+            || (size_t) s->raw_off + s->raw_len >= size || data[s->raw_off + s->raw_len] != '"'
+            || (i > 0 && s->text_off < p->segs[i - 1].text_off + p->segs[i - 1].text_len))
         {
-            abort();
+            abort();            /* a segment is a whole string, in order */
         }
     }
     /* chars and non_ascii (counted a word at a time) against the bytes */
@@ -179,7 +261,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     if (r.nspans > 0) {
-        rc = tp_prompt_parse(&A, provider, out, outlen, "gpt-x", 5, &p2, err, sizeof(err));
+        rc = tp_prompt_parse(&A, provider, out, outlen, url_model, um_len, &p2, err, sizeof(err));
         if (rc != TP_PROMPT_OK || !yajl_accepts(out, outlen)) {
             abort();
         }

@@ -135,13 +135,13 @@ test_openai(void)
     p = parse(TP_OPENAI,
         "{\"model\":\"gpt-4o\",\"max_completion_tokens\":99,\"messages\":[{\"role\":\"user\",\"content\":["
         "{\"type\":\"text\",\"text\":\"sk-abc\"},"
-        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x/y.png\"}},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,iVBORw0KGgo=\",\"detail\":\"low\"}},"
         "{\"type\":\"text\",\"text\":\"def\"}]},"
         "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
         "\"function\":{\"name\":\"lookup\",\"arguments\":\"{\\\"q\\\":\\\"x@y.com\\\"}\"}}]},"
         "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"result\"}]}");
-    is_str(text(p), "sk-abcdef\n{\"q\":\"x@y.com\"}\nresult",
-           "openai: content parts joined, image skipped, tool-call arguments, tool result");
+    is_str(text(p), "sk-abcdef\nlookup\n{\"q\":\"x@y.com\"}\nresult",
+           "openai: content parts joined, data: image skipped, function name, tool-call arguments, tool result");
     is_int(p ? p->max_output_tokens : 0, 99, "openai: max_completion_tokens");
     tp_prompt_destroy(p);
 
@@ -164,7 +164,7 @@ test_openai(void)
         "{\"role\":\"user\",\"content\":[{\"type\":\"input_text\",\"text\":\"Q1\"}]},"
         "{\"type\":\"function_call\",\"call_id\":\"a\",\"name\":\"f\",\"arguments\":\"{}\"},"
         "{\"type\":\"function_call_output\",\"call_id\":\"a\",\"output\":\"42\"}]}");
-    is_str(text(p), "Sys\nQ1\n{}\n42", "openai responses: instructions, input items, call arguments, outputs");
+    is_str(text(p), "Sys\nQ1\nf\n{}\n42", "openai responses: instructions, input items, call name and arguments, outputs (call ids not)");
     is_int(p ? p->max_output_tokens : 0, 1000, "openai responses: max_output_tokens");
     tp_prompt_destroy(p);
 
@@ -174,7 +174,7 @@ test_openai(void)
 
     p = parse(TP_OPENAI, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
                          "\"metadata\":{\"content\":\"not text\",\"messages\":\"no\"}}");
-    is_str(text(p), "hi", "openai: same key names elsewhere are not text");
+    is_str(text(p), "hi\nnot text\nno", "openai: metadata values are read too (a deny list, not known paths)");
     ok(p && p->model == NULL && p->max_output_tokens == -1, "openai: no model, no token limit");
     tp_prompt_destroy(p);
 
@@ -203,8 +203,8 @@ test_anthropic(void)
         "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t1\",\"content\":[{\"type\":\"text\",\"text\":\"rainy\"}]},"
         "{\"type\":\"tool_result\",\"tool_use_id\":\"t2\",\"content\":\"cold\"},"
         "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/png\",\"data\":\"AAAA\"}}]}]}");
-    is_str(text(p), "You are terse.\nHi\nHello\nweather\nOslo\nrainy\ncold",
-           "anthropic: system, string and block contents, tool_use input, tool_result (nested), no image data");
+    is_str(text(p), "You are terse.\nHi\nHello\nsearch\nquery\nweather\nopts\ncity\nOslo\nn\nrainy\ncold",
+           "anthropic: system, string and block contents, tool name, tool_use input keys and values, tool_result (nested), no base64 image data");
     is_str(p ? p->model : NULL, "claude-3-5-sonnet-20241022", "anthropic: model");
     is_int(p ? p->max_output_tokens : 0, 1024, "anthropic: max_tokens");
     tp_prompt_destroy(p);
@@ -230,8 +230,8 @@ test_google(void)
         "{\"role\":\"user\",\"parts\":[{\"functionResponse\":{\"name\":\"f\",\"response\":{\"temp\":\"hot\"}}}]}],"
         "\"generationConfig\":{\"temperature\":1,\"maxOutputTokens\":2048}}",
         "models/gemini-1.5-pro");
-    is_str(text(p), "Sys\nPart one part two\nRome\nhot",
-           "google: systemInstruction, parts joined, functionCall args, functionResponse");
+    is_str(text(p), "Sys\nPart one part two\nf\ncity\nRome\nf\ntemp\nhot",
+           "google: systemInstruction, parts joined, inlineData skipped, functionCall name and args, functionResponse");
     is_str(p ? p->model : NULL, "gemini-1.5-pro", "google: model from the URL, models/ dropped");
     is_int(p ? p->max_output_tokens : 0, 2048, "google: generationConfig.maxOutputTokens");
     tp_prompt_destroy(p);
@@ -244,15 +244,404 @@ test_google(void)
     is_int(p ? p->max_output_tokens : 0, 5, "google: generation_config.max_output_tokens");
     tp_prompt_destroy(p);
 
-    p = parse_url(TP_GOOGLE, "{\"requests\":[{\"model\":\"models/e\",\"content\":{\"parts\":[{\"text\":\"e1\"}]}},"
+    p = parse_url(TP_GOOGLE, "{\"requests\":[{\"model\":\"models/text-embedding-004\",\"content\":{\"parts\":[{\"text\":\"e1\"}]}},"
                              "{\"content\":{\"parts\":[{\"text\":\"e2\"}]}}]}", "text-embedding-004");
     is_str(text(p), "e1\ne2", "google: batchEmbedContents");
     tp_prompt_destroy(p);
 
     p = parse(TP_GOOGLE, "{\"messages\":[{\"role\":\"user\",\"content\":\"not gemini\"}]}");
-    is_str(text(p), "", "google: another provider's shape is not read");
+    is_str(text(p), "not gemini", "google: another provider's shape is read too");
     tp_prompt_destroy(p);
 }
+
+/* finding 4 (issue 13): the text the model reads, wherever it sits */
+static void
+test_openai_everywhere(void)
+{
+    tp_prompt_t *p;
+
+    p = parse(TP_OPENAI,
+        "{\"model\":\"gpt-4o\",\"user\":\"u-42\",\"messages\":[{\"role\":\"user\",\"content\":\"Q\"}],"
+        "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Weather of a city\","
+        "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\",\"description\":\"The city\"}},"
+        "\"required\":[\"city\"]}}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}},"
+        "\"functions\":[{\"name\":\"legacy\",\"description\":\"Old style\"}],"
+        "\"prediction\":{\"type\":\"content\",\"content\":\"predicted text\"},"
+        "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"out\",\"schema\":{\"properties\":{\"answer\":{\"description\":\"Say it\"}}}}},"
+        "\"stop\":[\"END\"],\"metadata\":{\"team\":\"blue\"},\"service_tier\":\"auto\",\"reasoning_effort\":\"low\"}");
+    is_str(text(p), "Q\nget_weather\nWeather of a city\ntype\nobject\nproperties\ncity\ntype\nstring\ndescription\nThe city\n"
+                    "required\ncity\nget_weather\nlegacy\nOld style\npredicted text\nout\nproperties\nanswer\ndescription\nSay it\nEND\nblue",
+           "openai chat: tool and function descriptions, parameter schemas (keys too), prediction, response schema, stop, metadata; "
+           "not user, type, tiers, efforts");
+    is_str(p ? p->model : NULL, "gpt-4o", "openai chat: the model is not text");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_OPENAI,
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\","
+        "\"x_note\":\"hidden one\",\"nested\":{\"deep\":[\"hidden two\"]}},"
+        "{\"type\":\"input_audio\",\"input_audio\":{\"data\":\"UklGRg==\",\"format\":\"wav\"}},"
+        "{\"type\":\"file\",\"file\":{\"file_data\":\"data:application/pdf;base64,JVBERi0=\",\"filename\":\"r.pdf\"}}],"
+        "\"name\":\"alice\",\"refusal\":\"no\",\"future_field\":\"hidden three\"}]}");
+    is_str(text(p), "a\nhidden one\nhidden two\nr.pdf\nalice\nno\nhidden three",
+           "openai: unknown keys under message content are read, audio and file data not");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_OPENAI, "{\"model\":\"gpt-3.5-turbo-instruct\",\"prompt\":\"def f(\",\"suffix\":\"return x\"}");
+    is_str(text(p), "def f(\nreturn x", "openai completions: prompt and suffix");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_OPENAI,
+        "{\"model\":\"gpt-4.1\",\"previous_response_id\":\"resp_123456\",\"instructions\":\"Sys\","
+        "\"prompt\":{\"id\":\"pmpt_1\",\"version\":\"2\",\"variables\":{\"city\":\"Paris\"}},"
+        "\"input\":[{\"type\":\"message\",\"role\":\"user\",\"content\":[{\"type\":\"input_text\",\"text\":\"look\"},"
+        "{\"type\":\"input_image\",\"image_url\":\"https://img.example/cat.png\"},"
+        "{\"type\":\"input_image\",\"image_url\":\"data:image/png;base64,iVBORw0KGgo=\"},"
+        "{\"type\":\"input_file\",\"file_id\":\"file-123456\"}]},"
+        "{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[{\"type\":\"summary_text\",\"text\":\"thought\"}],\"encrypted_content\":\"gAAAAB\"},"
+        "{\"type\":\"custom_tool_call_output\",\"call_id\":\"call_999999\",\"output\":\"tool said\"}],"
+        "\"tools\":[{\"type\":\"function\",\"name\":\"f\",\"description\":\"does f\",\"parameters\":{\"properties\":{}}}],"
+        "\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"fmt\",\"schema\":{\"title\":\"T\"}},\"verbosity\":\"low\"},"
+        "\"include\":[\"reasoning.encrypted_content\"]}");
+    is_str(text(p), "Sys\n2\nParis\nlook\nhttps://img.example/cat.png\nthought\ntool said\nf\ndoes f\nproperties\nfmt\ntitle\nT",
+           "openai responses: instructions, prompt variables, items of every kind, tools, text.format schema; "
+           "not ids, encrypted content, data: images, include");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_OPENAI,
+        "{\"assistant_id\":\"asst_1\",\"instructions\":\"Be kind\",\"additional_instructions\":\"More\","
+        "\"additional_messages\":[{\"role\":\"user\",\"content\":\"M\"}],"
+        "\"thread\":{\"messages\":[{\"role\":\"user\",\"content\":\"T\",\"attachments\":[{\"file_id\":\"f1\",\"tools\":[{\"type\":\"file_search\"}]}]}]},"
+        "\"tool_outputs\":[{\"tool_call_id\":\"c1\",\"output\":\"O\"}]}");
+    is_str(text(p), "Be kind\nMore\nM\nT\nO", "openai assistants and threads: instructions, messages, tool outputs");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_OPENAI, "{\"model\":\"omni-moderation-latest\",\"input\":[{\"type\":\"text\",\"text\":\"bad\"},"
+                         "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x/i.png\"}}]}");
+    is_str(text(p), "bad\nhttps://x/i.png", "openai moderations: text and (non-data:) image URLs");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_OPENAI, "{\"model\":\"gpt-4o-mini-tts\",\"input\":\"Say hello\",\"voice\":\"alloy\",\"instructions\":\"cheerful\"}");
+    is_str(text(p), "Say hello\ncheerful", "openai audio/speech: input and instructions, not the voice");
+    tp_prompt_destroy(p);
+}
+
+
+static void
+test_anthropic_everywhere(void)
+{
+    tp_prompt_t *p;
+
+    p = parse(TP_ANTHROPIC,
+        "{\"model\":\"claude-sonnet-4\",\"max_tokens\":100,\"messages\":[{\"role\":\"user\",\"content\":["
+        "{\"type\":\"document\",\"source\":{\"type\":\"text\",\"media_type\":\"text/plain\",\"data\":\"Doc body\"},"
+        "\"title\":\"Doc title\",\"context\":\"Doc context\",\"citations\":{\"enabled\":true}},"
+        "{\"type\":\"document\",\"source\":{\"type\":\"content\",\"content\":[{\"type\":\"text\",\"text\":\"chunk\"}]}},"
+        "{\"type\":\"document\",\"source\":{\"type\":\"base64\",\"media_type\":\"application/pdf\",\"data\":\"JVBERi0xLjQ=\"}},"
+        "{\"type\":\"document\",\"source\":{\"type\":\"url\",\"url\":\"https://example.com/a.pdf\"}},"
+        "{\"type\":\"document\",\"source\":{\"type\":\"file\",\"file_id\":\"file_011\"}},"
+        "{\"type\":\"text\",\"text\":\"question\"}]}]}");
+    is_str(text(p), "Doc body\nDoc title\nDoc context\nchunk\nhttps://example.com/a.pdf\nquestion",
+           "anthropic document blocks: text source data, title, context, content source; not base64 or file ids");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_ANTHROPIC,
+        "{\"model\":\"claude-sonnet-4\",\"max_tokens\":100,\"system\":\"S\","
+        "\"tools\":[{\"name\":\"get_stock\",\"description\":\"Price of a ticker\",\"input_schema\":{\"type\":\"object\","
+        "\"properties\":{\"ticker\":{\"type\":\"string\",\"description\":\"e.g. ACME\",\"enum\":[\"ACME\",\"INIT\"]}}},"
+        "\"cache_control\":{\"type\":\"ephemeral\",\"ttl\":\"1h\"}},"
+        "{\"type\":\"web_search_20250305\",\"name\":\"web_search\",\"allowed_domains\":[\"example.com\"]}],"
+        "\"tool_choice\":{\"type\":\"tool\",\"name\":\"get_stock\"},\"metadata\":{\"user_id\":\"u-1\"},"
+        "\"stop_sequences\":[\"STOP\"],\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":1024},"
+        "\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":\"thinking\",\"thinking\":\"hmm\",\"signature\":\"EqQBCgIYAhIM\"},"
+        "{\"type\":\"redacted_thinking\",\"data\":\"EmwKAhgBEgy3va3pzix\"}]},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"x\",\"unknown_key\":{\"k\":\"hidden\"}}]}]}");
+    is_str(text(p), "S\nget_stock\nPrice of a ticker\ntype\nobject\nproperties\nticker\ntype\nstring\ndescription\ne.g. ACME\nenum\nACME\nINIT\n"
+                    "web_search\nexample.com\nget_stock\nSTOP\nhmm\nx\nhidden",
+           "anthropic tools: names, descriptions, input_schema (keys too); stop sequences, thinking text, unknown keys; "
+           "not signatures, redacted thinking, ttl, user ids");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_ANTHROPIC,
+        "{\"requests\":[{\"custom_id\":\"req-1\",\"params\":{\"model\":\"claude-3-5-haiku\",\"max_tokens\":50,"
+        "\"system\":\"B1 system\",\"messages\":[{\"role\":\"user\",\"content\":\"B1 user\"}]}},"
+        "{\"custom_id\":\"req-2\",\"params\":{\"model\":\"claude-3-5-haiku\",\"max_tokens\":900,"
+        "\"tools\":[{\"name\":\"t\",\"description\":\"B2 tool\",\"input_schema\":{}}],"
+        "\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"B2 user\"}]}]}}]}");
+    is_str(text(p), "B1 system\nB1 user\nt\nB2 tool\nB2 user", "anthropic batches: every request's params, not custom ids");
+    is_str(p ? p->model : NULL, "claude-3-5-haiku", "anthropic batches: the requests' model");
+    is_int(p ? p->max_output_tokens : 0, 900, "anthropic batches: the largest max_tokens");
+    tp_prompt_destroy(p);
+
+    ok(malformed(TP_ANTHROPIC,
+        "{\"requests\":[{\"custom_id\":\"a\",\"params\":{\"model\":\"claude-allowed\",\"messages\":[]}},"
+        "{\"custom_id\":\"b\",\"params\":{\"model\":\"claude-denied\",\"messages\":[]}}]}"),
+       "anthropic batches: requests naming different models are refused (one model per check)");
+    ok(strstr(err, "different models") != NULL, "  says why");
+
+    ok(malformed(TP_ANTHROPIC,
+        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"source\":"
+        "{\"type\":\"text\",\"data\":\"secret\",\"type\":\"base64\"}}]}]}"),
+       "a second \"type\" in an object is refused");
+    ok(strstr(err, "duplicate \"type\"") != NULL, "  says why");
+}
+
+
+static void
+test_google_everywhere(void)
+{
+    tp_prompt_t *p;
+
+    p = parse_url(TP_GOOGLE,
+        "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"hi\"},{\"executableCode\":{\"language\":\"PYTHON\",\"code\":\"print(1)\"}},"
+        "{\"fileData\":{\"mimeType\":\"application/pdf\",\"fileUri\":\"https://generativelanguage.googleapis.com/v1beta/files/abc\"}},"
+        "{\"text\":\"signed\",\"thoughtSignature\":\"CiQBVKhc7f\"}]}],"
+        "\"tools\":[{\"functionDeclarations\":[{\"name\":\"find_flight\",\"description\":\"Finds a flight\","
+        "\"parameters\":{\"type\":\"OBJECT\",\"properties\":{\"dest\":{\"type\":\"STRING\",\"description\":\"Airport\"}}}}]},"
+        "{\"googleSearch\":{}}],\"toolConfig\":{\"functionCallingConfig\":{\"mode\":\"ANY\",\"allowedFunctionNames\":[\"find_flight\"]}},"
+        "\"safetySettings\":[{\"category\":\"HARM_CATEGORY_HARASSMENT\",\"threshold\":\"BLOCK_NONE\"}],"
+        "\"cachedContent\":\"cachedContents/abc123\",\"labels\":{\"team\":\"red\"},"
+        "\"generationConfig\":{\"stopSequences\":[\"QUIT\"],\"responseMimeType\":\"application/json\","
+        "\"responseSchema\":{\"type\":\"OBJECT\",\"description\":\"Reply\"},\"maxOutputTokens\":77}}",
+        "gemini-2.5-pro");
+    is_str(text(p), "hi\nprint(1)\nhttps://generativelanguage.googleapis.com/v1beta/files/abc\nsigned\n"
+                    "find_flight\nFinds a flight\ntype\nOBJECT\nproperties\ndest\ntype\nSTRING\ndescription\nAirport\n"
+                    "find_flight\nred\nQUIT\ntype\nOBJECT\ndescription\nReply",
+           "google: functionDeclarations (description, parameters with keys), code, file URIs, labels, stop sequences, "
+           "response schema; not signatures, enums, the cache reference");
+    is_int(p ? p->max_output_tokens : 0, 77, "google: maxOutputTokens still read");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_GOOGLE,
+        "{\"model\":\"models/gemini-1.5-flash-001\",\"displayName\":\"cache one\",\"ttl\":\"300s\","
+        "\"system_instruction\":{\"parts\":[{\"text\":\"cached sys\"}]},"
+        "\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"cached doc\"},{\"inline_data\":{\"mime_type\":\"text/plain\",\"data\":\"aGVsbG8=\"}}]}],"
+        "\"tools\":[{\"function_declarations\":[{\"name\":\"g\",\"description\":\"cached tool\"}]}]}");
+    is_str(text(p), "cache one\ncached sys\ncached doc\ng\ncached tool",
+           "google cachedContents: system instruction, contents, tools (base64 inline data is not decoded)");
+    is_str(p ? p->model : NULL, "gemini-1.5-flash-001", "google cachedContents: the body's model, models/ dropped");
+    tp_prompt_destroy(p);
+
+    p = parse_url(TP_GOOGLE,
+        "{\"batch\":{\"display_name\":\"nightly\",\"input_config\":{\"requests\":{\"requests\":["
+        "{\"request\":{\"contents\":[{\"parts\":[{\"text\":\"batch one\"}]}],\"generationConfig\":{\"maxOutputTokens\":3000}},\"metadata\":{\"key\":\"r1\"}},"
+        "{\"request\":{\"model\":\"models/gemini-2.0-flash\",\"contents\":[{\"parts\":[{\"text\":\"batch two\"}]}],"
+        "\"tools\":[{\"functionDeclarations\":[{\"name\":\"h\",\"description\":\"batch tool\"}]}]}}]}}}}",
+        "models/gemini-2.0-flash");
+    is_str(text(p), "nightly\nbatch one\nr1\nbatch two\nh\nbatch tool",
+           "google batchGenerateContent: every inlined request, their tools");
+    is_int(p ? p->max_output_tokens : 0, 3000, "google batchGenerateContent: a request's maxOutputTokens");
+    is_str(p ? p->model : NULL, "gemini-2.0-flash", "google batchGenerateContent: the URL's model");
+    tp_prompt_destroy(p);
+
+    p = parse_url(TP_GOOGLE,
+        "{\"batch\":{\"inputConfig\":{\"requests\":{\"requests\":[{\"request\":{\"model\":\"models/text-embedding-004\","
+        "\"content\":{\"parts\":[{\"text\":\"embed me\"}]},\"taskType\":\"RETRIEVAL_DOCUMENT\",\"title\":\"T1\"}}]}}}}",
+        "text-embedding-004");
+    is_str(text(p), "embed me\nT1", "google asyncBatchEmbedContent: the requests' content and title, not the task type");
+    tp_prompt_destroy(p);
+
+    p = parse_url(TP_GOOGLE, "{\"generateContentRequest\":{\"model\":\"models/gemini-2.0-flash\","
+                             "\"contents\":[{\"parts\":[{\"text\":\"count me\"}]}]}}", "gemini-2.0-flash");
+    is_str(text(p), "count me", "google countTokens: generateContentRequest");
+    tp_prompt_destroy(p);
+
+    ok(malformed(TP_GOOGLE, "{\"requests\":[{\"model\":\"models/gemini-2.0-flash\",\"content\":{\"parts\":[{\"text\":\"a\"}]}},"
+                            "{\"model\":\"models/denied-model\",\"content\":{\"parts\":[{\"text\":\"b\"}]}}]}"),
+       "google batches: requests naming different models are refused");
+    {
+        tp_prompt_t *q;
+        const char  *b = "{\"requests\":[{\"model\":\"models/other\",\"content\":{\"parts\":[{\"text\":\"a\"}]}}]}";
+        int          rc = tp_prompt_parse(&A, TP_GOOGLE, (const unsigned char *) b, strlen(b),
+                                          "models/text-embedding-004", 25, &q, err, sizeof(err));
+
+        is_int(rc, TP_PROMPT_EMALFORMED, "google batches: a request's model other than the URL's is refused");
+    }
+}
+
+
+/* "data" whose object says base64 only after it: read again without it */
+static void
+test_data_before_type(void)
+{
+    tp_prompt_t *p;
+    tp_span_t    s[1];
+    const char  *o;
+    int          valid;
+
+    p = parse(TP_ANTHROPIC,
+        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"source\":"
+        "{\"data\":\"c2VjcmV0IGhlcmU=\",\"note\":\"after data\",\"media_type\":\"image/png\",\"type\":\"base64\"}},"
+        "{\"type\":\"document\",\"source\":{\"data\":\"plain doc\",\"media_type\":\"text/plain\",\"type\":\"text\"}},"
+        "{\"type\":\"text\",\"text\":\"mail a@b.io\"}]}]}");
+    is_str(text(p), "after data\nplain doc\nmail a@b.io",
+           "data before its type: base64 skipped (a second pass), text kept, later segments in order");
+    ok(p && p->nsegs == 3 && p->chars == 30, "  segments and characters of the second pass only");
+    if (p) {
+        s[0] = span_of(p, "a@b.io", "email");
+        o = redact(p, s, 1, &valid);
+        ok(valid && strstr(o, "\"text\":\"mail [REDACTED:email]\"") != NULL
+           && strstr(o, "\"data\":\"c2VjcmV0IGhlcmU=\"") != NULL,
+           "  redaction after the second pass lands at the right offset");
+    }
+    tp_prompt_destroy(p);
+
+    p = parse(TP_ANTHROPIC,
+        "{\"system\":[{\"data\":\"AAAA\",\"inner\":{\"data\":\"inner text\",\"type\":\"text\"},\"type\":\"base64\"},"
+        "{\"data\":\"BBBB\",\"type\":\"redacted_thinking\"}],\"messages\":[]}");
+    is_str(text(p), "inner text", "nested objects decide their own data");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_ANTHROPIC, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"source\":"
+                            "{\"typ\\u0065\":\"base\\u0036\\u0034\",\"data\":\"QUFB\"}}]}]}");
+    is_str(text(p), "", "an escaped type key and value are decoded");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_GOOGLE, "{\"contents\":[{\"parts\":[{\"inlineData\":{\"data\":\"aGk=\",\"mimeType\":\"image/png\"}},"
+                         "{\"text\":\"t\"}]}]}");
+    is_str(text(p), "t", "gemini inlineData: data skipped whatever the key order");
+    tp_prompt_destroy(p);
+}
+
+
+static void
+test_keys(void)
+{
+    tp_prompt_t *p;
+    char         body[1024], *o = body;
+    int          i;
+
+    p = parse(TP_OPENAI, "{\"\\u006d\\u0061\\u0078\\u005f\\u0063\\u006f\\u006d\\u0070\\u006c\\u0065\\u0074\\u0069\\u006f\\u006e"
+                         "\\u005f\\u0074\\u006f\\u006b\\u0065\\u006e\\u0073\":9000,\"r\\u006fle\":\"user\"}");
+    is_int(p ? p->max_output_tokens : 0, 9000, "a fully escaped max_completion_tokens is still a token limit");
+    is_str(text(p), "", "an escaped denied key is still denied");
+    tp_prompt_destroy(p);
+
+    o += sprintf(o, "{\"");
+    for (i = 0; i < 70; i++) {
+        o += sprintf(o, "\\u0061");
+    }
+    sprintf(o, "\":\"long key value\"}");
+    p = parse(TP_OPENAI, body);
+    is_str(text(p), "long key value", "a key longer than any known one is text");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_OPENAI, "{\"messages\":[{\"role\":\"tool\",\"tool_call_id\":\"call_123456\",\"content\":\"r\"}],"
+                         "\"vector_store_ids\":[\"vs_1\"],\"thread_id\":\"t\"}");
+    is_str(text(p), "r", "*_id and *_ids keys are not text");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_OPENAI, "{\"role\":{\"oops\":\"object under a denied key\"},\"include\":[[\"x\"],{\"y\":\"read\"}]}");
+    is_str(text(p), "object under a denied key\nread", "only strings are denied: objects under a denied key are read");
+    tp_prompt_destroy(p);
+}
+
+
+static void
+test_redact_everywhere(void)
+{
+    tp_prompt_t *p;
+    tp_span_t    s[2];
+    const char  *o;
+    int          valid;
+
+    /* a tool description with escapes and a surrogate pair */
+    p = parse(TP_ANTHROPIC,
+        "{\"model\":\"m\",\"max_tokens\":1,\"tools\":[{\"name\":\"t\",\"description\":\"caf\\u00e9 \\\"q\\\"\\n"
+        "mail bob@x.io \\ud83d\\ude00\",\"input_schema\":{\"type\":\"object\"}}],\"messages\":[]}");
+    s[0] = span_of(p, "bob@x.io", "email");
+    o = redact(p, s, 1, &valid);
+    ok(valid && strstr(o, "\"description\":\"caf\xc3\xa9 \\\"q\\\"\\nmail [REDACTED:email] \xf0\x9f\x98\x80\"") != NULL,
+       "redaction in an Anthropic tool description: re-escaped, UTF-8 kept");
+    ok(strstr(o, "\"input_schema\":{\"type\":\"object\"}") != NULL, "  the rest byte for byte");
+    tp_prompt_destroy(p);
+
+    /* a free-form key and a value: both rewritten, still valid */
+    p = parse(TP_GOOGLE,
+        "{\"contents\":[{\"parts\":[{\"functionCall\":{\"name\":\"f\",\"args\":{\"al\\u0069ce@x.io\":\"bob@y.io\"}}}]}],"
+        "\"tools\":[{\"functionDeclarations\":[{\"name\":\"f\",\"description\":\"write to carol@z.io\"}]}]}");
+    s[0] = span_of(p, "alice@x.io", "email");
+    s[1] = span_of(p, "carol@z.io", "email");
+    o = redact(p, s, 2, &valid);
+    ok(valid && strstr(o, "\"args\":{\"[REDACTED:email]\":\"bob@y.io\"}") != NULL,
+       "redaction of a free-form key (escaped in the body)");
+    ok(strstr(o, "\"description\":\"write to [REDACTED:email]\"") != NULL,
+       "redaction in a Gemini functionDeclarations description");
+    tp_prompt_destroy(p);
+
+    /* a document's text source and an OpenAI prediction */
+    p = parse(TP_ANTHROPIC, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"document\","
+                            "\"source\":{\"type\":\"text\",\"media_type\":\"text/plain\",\"data\":\"SSN 123-45-6789.\"}}]}]}");
+    s[0] = span_of(p, "123-45-6789", "ssn");
+    o = redact(p, s, 1, &valid);
+    ok(valid && strstr(o, "\"data\":\"SSN [REDACTED:ssn].\"") != NULL, "redaction in a document's text source");
+    tp_prompt_destroy(p);
+
+    p = parse(TP_OPENAI, "{\"model\":\"gpt-4o\",\"messages\":[],\"prediction\":{\"type\":\"content\",\"content\":\"key: sk-live\\/9\"}}");
+    s[0] = span_of(p, "sk-live/9", "secrets");
+    o = redact(p, s, 1, &valid);
+    ok(valid && strstr(o, "\"content\":\"key: [REDACTED:secrets]\"") != NULL, "redaction in an OpenAI prediction");
+    tp_prompt_destroy(p);
+}
+
+
+static void
+test_endpoints(void)
+{
+    static const struct { int pr; const char *path; const char *want; } c[] = {
+        { TP_OPENAI, "chat/completions", "chat/completions" },
+        { TP_OPENAI, "/chat/completions", "chat/completions" },
+        { TP_OPENAI, "v1/chat/completions", "chat/completions" },
+        { TP_OPENAI, "completions", "completions" },
+        { TP_OPENAI, "embeddings", "embeddings" },
+        { TP_OPENAI, "responses", "responses" },
+        { TP_OPENAI, "threads/thread_abc/messages", "threads/*/messages" },
+        { TP_OPENAI, "threads/thread_abc/runs/run_1/submit_tool_outputs", "threads/*/runs/*/submit_tool_outputs" },
+        { TP_OPENAI, "files", NULL },
+        { TP_OPENAI, "batches", NULL },
+        { TP_OPENAI, "audio/transcriptions", NULL },
+        { TP_OPENAI, "images/edits", NULL },
+        { TP_OPENAI, "chat/completions/", NULL },
+        { TP_OPENAI, "chat/completionsx", NULL },
+        { TP_OPENAI, "threads//messages", NULL },
+        { TP_OPENAI, "", NULL },
+        { TP_AZURE, "chat/completions", "chat/completions" },
+        { TP_AZURE, "fine_tuning/jobs", NULL },
+        { TP_ANTHROPIC, "messages", "messages" },
+        { TP_ANTHROPIC, "messages/count_tokens", "messages/count_tokens" },
+        { TP_ANTHROPIC, "messages/batches", "messages/batches" },
+        { TP_ANTHROPIC, "complete", "complete" },
+        { TP_ANTHROPIC, "files", NULL },
+        { TP_ANTHROPIC, "messages/batches/msgbatch_1/cancel", NULL },
+        { TP_ANTHROPIC, "chat/completions", NULL },
+        { TP_GOOGLE, "models/gemini-2.0-flash:generateContent", "models/*:generateContent" },
+        { TP_GOOGLE, "v1beta/models/gemini-2.0-flash:streamGenerateContent", "models/*:streamGenerateContent" },
+        { TP_GOOGLE, "models/gemini-2.0-flash:batchGenerateContent", "models/*:batchGenerateContent" },
+        { TP_GOOGLE, "models/text-embedding-004:asyncBatchEmbedContent", "models/*:asyncBatchEmbedContent" },
+        { TP_GOOGLE, "models/text-embedding-004:batchEmbedContents", "models/*:batchEmbedContents" },
+        { TP_GOOGLE, "cachedContents", "cachedContents" },
+        { TP_GOOGLE, "cachedContents/abc", "cachedContents/*" },
+        { TP_GOOGLE, "models/:generateContent", NULL },
+        { TP_GOOGLE, "models/a/b:generateContent", NULL },
+        { TP_GOOGLE, "tunedModels/x:generateContent", NULL },
+        { TP_GOOGLE, "files", NULL },
+        { TP_GOOGLE, "models/gemini:generateContent:x", NULL },
+        { 9, "chat/completions", NULL },
+    };
+    size_t      i;
+    int         all = 1;
+    const char *got;
+
+    for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        got = tp_prompt_endpoint(c[i].pr, (const unsigned char *) c[i].path, strlen(c[i].path));
+        if (!(got == c[i].want || (got && c[i].want && strcmp(got, c[i].want) == 0))) {
+            printf("#   %d %s: got %s, want %s\n", c[i].pr, c[i].path, got ? got : "NULL",
+                   c[i].want ? c[i].want : "NULL");
+            all = 0;
+        }
+    }
+    ok(all, "endpoints: each provider's understood paths, versions and slashes, unknown ones NULL");
+}
+
 
 static void
 test_decoding(void)
@@ -358,7 +747,7 @@ test_many_segments(void)
         o += sprintf(o, "%s{\"role\":\"user\",\"content\":\"m%d \\u00e9\"}", i ? "," : "", i);
         w += sprintf(w, "%sm%d \xc3\xa9", i ? "\n" : "", i);
     }
-    o += sprintf(o, "],\"image\":\"");
+    o += sprintf(o, "],\"image_url\":\"data:image/png;base64,");
     memset(o, 'A', 50000);
     o += 50000;
     strcpy(o, "\"}");
@@ -500,6 +889,13 @@ main(void)
     test_openai();
     test_anthropic();
     test_google();
+    test_openai_everywhere();
+    test_anthropic_everywhere();
+    test_google_everywhere();
+    test_data_before_type();
+    test_keys();
+    test_redact_everywhere();
+    test_endpoints();
     test_decoding();
     test_malformed();
     test_many_segments();
