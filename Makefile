@@ -124,6 +124,13 @@ policy-bench: $(BUILD)/tools/policy-bench
 $(BUILD)/tools/policy-bench: t/tools/policy_bench.c $(POLICY_OBJ) $(POLICY_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ingx_trueport_module $(LDFLAGS) -o $@ $< $(POLICY_OBJ) $(LDLIBS)
+# build/tools/policy-compile-bench: compile time of maximal allowed rule
+# sets (bench/policy-compile.sh)
+policy-bench: $(BUILD)/tools/policy-compile-bench
+
+$(BUILD)/tools/policy-compile-bench: t/tools/policy_compile_bench.c $(POLICY_OBJ) $(POLICY_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ingx_trueport_module $(LDFLAGS) -o $@ $< $(POLICY_OBJ) $(LDLIBS)
 # end policies
 
 # provider endpoints (issue 13): the sidecar checks a tenant's endpoint

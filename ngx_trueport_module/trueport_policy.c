@@ -5,7 +5,13 @@
  * PCRE2 patterns JIT-compiled, keyword lists into an Aho-Corasick automaton
  * over byte classes, glob lists and limits copied. Evaluation runs every
  * detector as one linear pass over the prompt's text; only regexes can be
- * costly, and they run under PCRE2's limits and a time budget. */
+ * costly, and they run under PCRE2's limits and a time budget per rule.
+ *
+ * Every byte a rule costs is counted as it is allocated (cget, charge) and
+ * checked against the budgets before the allocation is made: a keyword
+ * list that would expand to tens of MB is refused before its table
+ * exists. The parsed JSON lives in a scratch arena freed after
+ * compilation; what a rule keeps is copied into the set's arena. */
 #include "trueport_policy.h"
 #include "trueport_scan.h"
 
@@ -25,11 +31,15 @@
 #define MAX_RULES        10000
 #define MAX_PATTERNS     64
 #define MAX_PATTERN_LEN  4096
+#define CALLOUT          "(?C1)"    /* before every pattern: see re_callout */
+#define CALLOUT_EVERY    16         /* start positions between clock reads */
 #define MAX_KEYWORDS     20000
 #define MAX_KEYWORD_LEN  256
 #define MAX_AC_BYTES     (32u * 1024 * 1024)   /* transition table */
 #define MAX_LIST         10000                  /* globs, scope entries */
 #define DEFAULT_PRIORITY 100
+#define ALIGN16(n)       (((n) + 15) & ~(size_t) 15)
+#define DOM_SLACK        4096       /* the envelope around the rules */
 
 enum { T_REGEX = 0, T_KEYWORDS, T_PII, T_MODEL, T_LIMITS, T_COUNT };
 
@@ -70,6 +80,7 @@ typedef struct {
     char       *id;
     char       *name;
     int         type;
+    size_t      bytes;           /* compiled size (trueport_policy.h) */
     int         action;
     long        priority;
     size_t      order;
@@ -96,11 +107,21 @@ struct tp_policy_set_s {
     tp_arena_t              arena;
     pcre2_general_context  *gctx;
     pcre2_compile_context  *cctx;
-    pcre2_match_context    *mctx;
-    pcre2_code            **codes;        /* every pattern, for destroy */
-    size_t                  ncodes, codes_cap;
+    tp_policy_limits_t      lim;
     rule_t                 *rules;
     size_t                  nrules;
+    size_t                  rules_cap;    /* slots, zeroed: destroy frees
+                                             the patterns of nrules + 1 */
+    size_t                  bytes;        /* compiled size */
+    size_t                  re_bytes;     /* of it PCRE2 and JIT code */
+};
+
+
+const tp_policy_limits_t  tp_policy_limits_default = {
+    TP_POLICY_SET_BYTES, TP_POLICY_RULE_BYTES, TP_POLICY_REGEX_BYTES,
+    TP_POLICY_MATCH_LIMIT,
+    TP_POLICY_DEPTH_LIMIT, TP_POLICY_HEAP_LIMIT_KB, TP_POLICY_RULE_MS,
+    TP_POLICY_EVAL_MS
 };
 
 
@@ -140,6 +161,8 @@ struct jv_s {
     size_t  klen;
     jv_t   *child, *last, *next;
     size_t  n;
+    size_t  bytes;               /* an object or array: what it and all
+                                    inside it took, for the rule's size */
 };
 
 typedef struct {
@@ -149,15 +172,36 @@ typedef struct {
     jv_t       *root;
     char       *key;
     size_t      klen;
+    size_t      bytes, limit;    /* limit 0: none */
 } dom_t;
 
-#define DOM_ENOMEM (-20)
+#define DOM_ENOMEM  (-20)
+#define DOM_EBUDGET (-21)
+
+
+/* counted; NULL past the limit (the parse then stops with DOM_EBUDGET) */
+static void *
+dom_alloc(dom_t *d, size_t n)
+{
+    d->bytes += ALIGN16(n ? n : 1);
+    if (d->limit && d->bytes > d->limit) {
+        return NULL;
+    }
+    return tp_arena_alloc(d->ar, n);
+}
+
+
+static int
+dom_fail(dom_t *d)
+{
+    return d->limit && d->bytes > d->limit ? DOM_EBUDGET : DOM_ENOMEM;
+}
 
 
 static jv_t *
 dom_add(dom_t *d, int type)
 {
-    jv_t *v = tp_arena_alloc(d->ar, sizeof(*v)), *parent;
+    jv_t *v = dom_alloc(d, sizeof(*v)), *parent;
 
     if (v == NULL) {
         return NULL;
@@ -188,7 +232,7 @@ static char *
 dom_str(dom_t *d, const unsigned char *raw, size_t len, int escaped,
         size_t *outlen)
 {
-    char *s = tp_arena_alloc(d->ar, len + 1);
+    char *s = dom_alloc(d, len + 1);
 
     if (s == NULL) {
         return NULL;
@@ -207,12 +251,14 @@ dom_str(dom_t *d, const unsigned char *raw, size_t len, int escaped,
 static int
 dom_start(void *ctx, int array)
 {
-    dom_t *d = ctx;
-    jv_t  *v = dom_add(d, array ? JV_ARR : JV_OBJ);
+    dom_t  *d = ctx;
+    size_t  b0 = d->bytes;
+    jv_t   *v = dom_add(d, array ? JV_ARR : JV_OBJ);
 
     if (v == NULL) {
-        return DOM_ENOMEM;
+        return dom_fail(d);
     }
+    v->bytes = b0;
     d->stack[d->depth++] = v;
     return 0;
 }
@@ -222,9 +268,10 @@ static int
 dom_end(void *ctx, int array)
 {
     dom_t *d = ctx;
+    jv_t  *v = d->stack[--d->depth];
 
     (void) array;
-    d->depth--;
+    v->bytes = d->bytes - v->bytes;
     return 0;
 }
 
@@ -235,7 +282,7 @@ dom_key(void *ctx, const unsigned char *raw, size_t len, int escaped)
     dom_t *d = ctx;
 
     d->key = dom_str(d, raw, len, escaped, &d->klen);
-    return d->key ? 0 : DOM_ENOMEM;
+    return d->key ? 0 : dom_fail(d);
 }
 
 
@@ -246,7 +293,7 @@ dom_string(void *ctx, const unsigned char *raw, size_t len, int escaped)
     jv_t  *v = dom_add(d, JV_STR);
 
     if (v == NULL || (v->s = dom_str(d, raw, len, escaped, &v->len)) == NULL) {
-        return DOM_ENOMEM;
+        return dom_fail(d);
     }
     return 0;
 }
@@ -259,7 +306,7 @@ dom_number(void *ctx, const unsigned char *raw, size_t len)
     jv_t  *v = dom_add(d, JV_NUM);
 
     if (v == NULL || (v->s = dom_str(d, raw, len, 0, &v->len)) == NULL) {
-        return DOM_ENOMEM;
+        return dom_fail(d);
     }
     return 0;
 }
@@ -272,7 +319,7 @@ dom_literal(void *ctx, int which)
 
     return dom_add(d, which == TP_JSON_TRUE ? JV_TRUE
                       : which == TP_JSON_FALSE ? JV_FALSE : JV_NULL)
-           ? 0 : DOM_ENOMEM;
+           ? 0 : dom_fail(d);
 }
 
 
@@ -281,20 +328,24 @@ static const tp_json_cb_t dom_cb = {
 };
 
 
-/* 0, -1 malformed (err set), -2 out of memory */
+/* TP_POLICY_OK, or EINVALID (err set), ENOMEM, EBUDGET (the parsed JSON
+ * alone would take more than limit bytes) */
 static int
-dom_parse(tp_arena_t *ar, const char *json, size_t len, jv_t **root,
-          char *err, size_t errlen)
+dom_parse(tp_arena_t *ar, const char *json, size_t len, size_t limit,
+          jv_t **root, char *err, size_t errlen)
 {
     dom_t  dom, *d = &dom;
     int    rc;
 
     memset(d, 0, sizeof(*d));
     d->ar = ar;
+    d->limit = limit;
     rc = tp_json_scan((const unsigned char *) json, len, &dom_cb, d, err,
                       errlen);
     *root = d->root;
-    return rc == 0 ? 0 : rc == DOM_ENOMEM ? -2 : -1;
+    return rc == 0 ? TP_POLICY_OK
+           : rc == DOM_ENOMEM ? TP_POLICY_ENOMEM
+           : rc == DOM_EBUDGET ? TP_POLICY_EBUDGET : TP_POLICY_EINVALID;
 }
 
 
@@ -330,9 +381,13 @@ jis(const jv_t *v, const char *s)
 
 typedef struct {
     tp_policy_set_t *set;
+    tp_arena_t      *tmp;        /* scratch: freed after compilation */
     char            *err;
     size_t           errlen;
-    int              nomem;
+    int              code;       /* TP_POLICY_E* of the failure */
+    size_t           used;       /* the set's compiled bytes so far */
+    size_t           rule_used;  /* the current rule's */
+    size_t           re_used;    /* the set's PCRE2 code and JIT code */
 } cc_t;
 
 
@@ -346,6 +401,9 @@ cfail(cc_t *c, const char *fmt, ...)
         vsnprintf(c->err, c->errlen, fmt, ap);
         va_end(ap);
     }
+    if (c->code == TP_POLICY_OK) {
+        c->code = TP_POLICY_EINVALID;
+    }
     return -1;
 }
 
@@ -353,8 +411,97 @@ cfail(cc_t *c, const char *fmt, ...)
 static int
 cnomem(cc_t *c)
 {
-    c->nomem = 1;
+    c->code = TP_POLICY_ENOMEM;
     return cfail(c, "out of memory");
+}
+
+
+/* n more bytes for the current rule, if the budgets allow them */
+static int
+charge(cc_t *c, size_t n)
+{
+    const tp_policy_limits_t *lim = &c->set->lim;
+
+    if (lim->rule_bytes && c->rule_used + n > lim->rule_bytes) {
+        c->code = TP_POLICY_EBUDGET;
+        return cfail(c, "compiles to at least %zu bytes, over the budget of"
+                     " %zu bytes for one rule", c->rule_used + n,
+                     lim->rule_bytes);
+    }
+    if (lim->set_bytes && c->used + n > lim->set_bytes) {
+        c->code = TP_POLICY_EBUDGET;
+        return cfail(c, "the rules compile to at least %zu bytes, over the"
+                     " budget of %zu bytes for a rule set", c->used + n,
+                     lim->set_bytes);
+    }
+    c->rule_used += n;
+    c->used += n;
+    return 0;
+}
+
+
+/* PCRE2 code or JIT code: bytes, and within the set's regex budget (their
+ * compilation costs ~6-8 ns a byte, several times anything else) */
+static int
+charge_re(cc_t *c, size_t n)
+{
+    const tp_policy_limits_t *lim = &c->set->lim;
+
+    if (lim->regex_bytes && c->re_used + n > lim->regex_bytes) {
+        c->code = TP_POLICY_EBUDGET;
+        return cfail(c, "the regexes compile to at least %zu bytes of code,"
+                     " over the budget of %zu bytes for a rule set's"
+                     " regexes", c->re_used + n, lim->regex_bytes);
+    }
+    if (charge(c, n) != 0) {
+        return -1;
+    }
+    c->re_used += n;
+    return 0;
+}
+
+
+/* the set's memory, counted; NULL with err set */
+static void *
+cget(cc_t *c, size_t n)
+{
+    void *p;
+
+    if (charge(c, ALIGN16(n ? n : 1)) != 0) {
+        return NULL;
+    }
+    p = tp_arena_alloc(&c->set->arena, n);
+    if (p == NULL) {
+        cnomem(c);
+    }
+    return p;
+}
+
+
+/* "<path>[i]: " (i < 0: "<path>: ") before the reason already in err */
+static int
+cprefix(cc_t *c, const char *path, long i)
+{
+    char why[256];
+
+    snprintf(why, sizeof(why), "%s", c->errlen ? c->err : "");
+    if (i < 0) {
+        return cfail(c, "%s: %s", path, why);
+    }
+    return cfail(c, "%s[%ld]: %s", path, i, why);
+}
+
+
+static char *
+cstrdup(cc_t *c, const char *s, size_t n)
+{
+    char *d = cget(c, n + 1);
+
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
 }
 
 
@@ -400,9 +547,9 @@ str_list(cc_t *c, const jv_t *v, const char *path, size_t max, char ***out,
     if (v->n == 0) {
         return 0;
     }
-    list = tp_arena_alloc(&c->set->arena, v->n * sizeof(char *));
+    list = cget(c, v->n * sizeof(char *));
     if (list == NULL) {
-        return cnomem(c);
+        return -1;
     }
     for (e = v->child; e; e = e->next, i++) {
         if (e->type != JV_STR) {
@@ -414,7 +561,10 @@ str_list(cc_t *c, const jv_t *v, const char *path, size_t max, char ***out,
         if (memchr(e->s, '\0', e->len) != NULL) {
             return cfail(c, "%s[%zu]: must not contain NUL", path, i);
         }
-        list[i] = e->s;
+        list[i] = cstrdup(c, e->s, e->len);
+        if (list[i] == NULL) {
+            return -1;
+        }
     }
     *out = list;
     *n = i;
@@ -422,26 +572,35 @@ str_list(cc_t *c, const jv_t *v, const char *path, size_t max, char ***out,
 }
 
 
-static int
-add_code(cc_t *c, pcre2_code *code)
+/*
+ * The pattern with CALLOUT before it, after the options PCRE2 reads only at
+ * the very start ("(*UTF)", "(*LIMIT_MATCH=10)", "(*NO_START_OPT)" ...):
+ * the callout runs at every start position a match is tried from, where
+ * re_callout checks the time. PCRE2's match limit is counted per start
+ * position, so without it one pcre2_match call could run for seconds.
+ */
+static size_t
+with_callout(const char *pat, size_t len, char *out)
 {
-    tp_policy_set_t  *set = c->set;
-    pcre2_code      **nc;
+    size_t i = 0, j;
 
-    if (set->ncodes == set->codes_cap) {
-        set->codes_cap = set->codes_cap ? set->codes_cap * 2 : 16;
-        nc = tp_arena_alloc(&set->arena, set->codes_cap * sizeof(*nc));
-        if (nc == NULL) {
-            pcre2_code_free(code);
-            return cnomem(c);
+    while (i + 2 < len && pat[i] == '(' && pat[i + 1] == '*') {
+        for (j = i + 2; j < len && ((pat[j] >= 'A' && pat[j] <= 'Z')
+                                    || (pat[j] >= '0' && pat[j] <= '9')
+                                    || pat[j] == '_' || pat[j] == '=');
+             j++)
+        {
+            /* void */
         }
-        if (set->ncodes) {
-            memcpy(nc, set->codes, set->ncodes * sizeof(*nc));
+        if (j == i + 2 || j == len || pat[j] != ')') {
+            break;
         }
-        set->codes = nc;
+        i = j + 1;
     }
-    set->codes[set->ncodes++] = code;
-    return 0;
+    memcpy(out, pat, i);
+    memcpy(out + i, CALLOUT, sizeof(CALLOUT) - 1);
+    memcpy(out + i + sizeof(CALLOUT) - 1, pat + i, len - i);
+    return len + sizeof(CALLOUT) - 1;
 }
 
 
@@ -452,8 +611,10 @@ compile_regex(cc_t *c, rule_t *r, const jv_t *cfg)
     pcre2_code  *code;
     PCRE2_UCHAR  msg[160];
     PCRE2_SIZE   eoff;
+    uint32_t     flags;
+    size_t       i = 0, size, jsize, n;
+    char         buf[MAX_PATTERN_LEN + sizeof(CALLOUT)];
     int          ecode;
-    size_t       i = 0;
 
     if (pats == NULL || pats->type != JV_ARR) {
         return cfail(c, "config.patterns: must be an array of strings");
@@ -465,10 +626,12 @@ compile_regex(cc_t *c, rule_t *r, const jv_t *cfg)
         return cfail(c, "config.patterns: more than %d patterns",
                      MAX_PATTERNS);
     }
-    r->re = tp_arena_alloc(&c->set->arena, pats->n * sizeof(pcre2_code *));
+    r->re = cget(c, pats->n * sizeof(pcre2_code *));
     if (r->re == NULL) {
-        return cnomem(c);
+        return -1;
     }
+    flags = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF
+            | PCRE2_NEVER_BACKSLASH_C;
     for (e = pats->child; e; e = e->next, i++) {
         if (e->type != JV_STR) {
             return cfail(c, "config.patterns[%zu]: must be a string", i);
@@ -480,10 +643,14 @@ compile_regex(cc_t *c, rule_t *r, const jv_t *cfg)
             return cfail(c, "config.patterns[%zu]: longer than %d bytes", i,
                          MAX_PATTERN_LEN);
         }
-        code = pcre2_compile((PCRE2_SPTR) e->s, e->len,
-                             PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF
-                             | PCRE2_NEVER_BACKSLASH_C,
-                             &ecode, &eoff, c->set->cctx);
+        n = with_callout(e->s, e->len, buf);
+        code = pcre2_compile((PCRE2_SPTR) buf, n, flags, &ecode, &eoff,
+                             c->set->cctx);
+        if (code == NULL) {
+            /* the reason and offset of the pattern as written */
+            code = pcre2_compile((PCRE2_SPTR) e->s, e->len, flags, &ecode,
+                                 &eoff, c->set->cctx);
+        }
         if (code == NULL) {
             if (ecode == PCRE2_ERROR_HEAP_FAILED
                 || ecode == PCRE2_ERROR_NOMEMORY)
@@ -494,13 +661,24 @@ compile_regex(cc_t *c, rule_t *r, const jv_t *cfg)
             return cfail(c, "config.patterns[%zu]: %s at offset %zu", i,
                          (char *) msg, (size_t) eoff);
         }
-        if (add_code(c, code) != 0) {
-            return -1;
+        r->re[r->nre++] = code;        /* destroy frees it from here */
+
+        /* the code, then its JIT code: each is counted before the next
+         * step costs anything more */
+        if (pcre2_pattern_info(code, PCRE2_INFO_SIZE, &size) != 0) {
+            size = e->len;
+        }
+        if (charge_re(c, ALIGN16(size)) != 0) {
+            return cprefix(c, "config.patterns", (long) i);
         }
         /* without JIT (an unsupported CPU) the interpreter runs instead,
          * under the same limits */
         (void) pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
-        r->re[r->nre++] = code;
+        if (pcre2_pattern_info(code, PCRE2_INFO_JITSIZE, &jsize) == 0
+            && charge_re(c, ALIGN16(jsize)) != 0)
+        {
+            return cprefix(c, "config.patterns", (long) i);
+        }
     }
     return 0;
 }
@@ -520,16 +698,66 @@ cp_word_last(const unsigned char *s, size_t n)
 }
 
 
+typedef struct {
+    const unsigned char *s;
+    uint32_t             len;
+} kw_t;
+
+
+static int
+kw_cmp(const void *a, const void *b)
+{
+    const kw_t *x = a, *y = b;
+    int         d = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+
+    return d ? d : (x->len > y->len) - (x->len < y->len);
+}
+
+
+/* The trie's states: the root and one per distinct prefix, counted over
+ * the sorted keywords (each adds what it does not share with the one
+ * before), so the table is allocated, and counted, at its real size. */
+static size_t
+trie_states(tp_arena_t *tmp, unsigned char **folded, const uint32_t *len,
+            size_t nkw)
+{
+    kw_t    *k;
+    size_t   i, j, n = 1;
+
+    k = tp_arena_alloc(tmp, nkw * sizeof(kw_t));
+    if (k == NULL) {
+        return 0;
+    }
+    for (i = 0; i < nkw; i++) {
+        k[i].s = folded[i];
+        k[i].len = len[i];
+    }
+    qsort(k, nkw, sizeof(kw_t), kw_cmp);
+    for (i = 0; i < nkw; i++) {
+        j = 0;
+        if (i > 0) {
+            while (j < k[i].len && j < k[i - 1].len
+                   && k[i].s[j] == k[i - 1].s[j])
+            {
+                j++;
+            }
+        }
+        n += k[i].len - j;
+    }
+    return n;
+}
+
+
 /* Aho-Corasick over byte classes: a full DFA, so scanning is one table
  * lookup per byte whatever the number of keywords. */
 static int
 compile_keywords(cc_t *c, rule_t *r, const jv_t *cfg)
 {
-    tp_arena_t     *ar = &c->set->arena;
+    tp_arena_t     *tmp = c->tmp;
     const jv_t     *kws = jget(cfg, "keywords"), *e;
     unsigned char **folded;
     ac_t           *ac;
-    size_t          i = 0, j, total = 0, nkw, cells;
+    size_t          i = 0, j, nkw, cells, nstates;
     uint32_t        ncls = 1, nst = 1, *fail, *queue, qh = 0, qt = 0;
     int32_t         s, u, v, f;
     unsigned        b;
@@ -545,15 +773,18 @@ compile_keywords(cc_t *c, rule_t *r, const jv_t *cfg)
                      MAX_KEYWORDS);
     }
     nkw = kws->n;
-    ac = tp_arena_alloc(ar, sizeof(*ac));
-    folded = tp_arena_alloc(ar, nkw * sizeof(*folded));
-    if (ac == NULL || folded == NULL) {
-        return cnomem(c);
+    ac = cget(c, sizeof(*ac));
+    if (ac == NULL) {
+        return -1;
     }
     memset(ac, 0, sizeof(*ac));
-    ac->kwlen = tp_arena_alloc(ar, nkw * sizeof(uint32_t));
-    ac->kwedge = tp_arena_alloc(ar, nkw);
-    if (ac->kwlen == NULL || ac->kwedge == NULL) {
+    ac->kwlen = cget(c, nkw * sizeof(uint32_t));
+    ac->kwedge = ac->kwlen ? cget(c, nkw) : NULL;
+    if (ac->kwedge == NULL) {
+        return -1;
+    }
+    folded = tp_arena_alloc(tmp, nkw * sizeof(*folded));
+    if (folded == NULL) {
         return cnomem(c);
     }
 
@@ -575,7 +806,7 @@ compile_keywords(cc_t *c, rule_t *r, const jv_t *cfg)
             return cfail(c, "config.keywords[%zu]: longer than %d bytes", i,
                          MAX_KEYWORD_LEN);
         }
-        folded[i] = tp_arena_alloc(ar, e->len);
+        folded[i] = tp_arena_alloc(tmp, e->len);
         if (folded[i] == NULL) {
             return cnomem(c);
         }
@@ -589,25 +820,37 @@ compile_keywords(cc_t *c, rule_t *r, const jv_t *cfg)
                 ac->cls[b] = (uint8_t) ncls++;
             }
         }
-        total += e->len;
     }
 
-    cells = (total + 1) * ncls;
+    /* the automaton's size is known before it is built: the budgets
+     * refuse it before its table exists */
+    nstates = trie_states(tmp, folded, ac->kwlen, nkw);
+    if (nstates == 0) {
+        return cnomem(c);
+    }
+    cells = nstates * ncls;
     if (cells > MAX_AC_BYTES / sizeof(int32_t)) {
-        return cfail(c, "config.keywords: the keyword list is too large");
+        return cfail(c, "config.keywords: the keyword list is too large"
+                     " (a %zu-byte table)", cells * sizeof(int32_t));
     }
     ac->ncls = ncls;
-    ac->delta = tp_arena_alloc(ar, cells * sizeof(int32_t));
-    ac->out = tp_arena_alloc(ar, (total + 1) * sizeof(int32_t));
-    ac->dict = tp_arena_alloc(ar, (total + 1) * sizeof(int32_t));
-    ac->hit = tp_arena_alloc(ar, (total + 1) * sizeof(int32_t));
-    fail = tp_arena_alloc(ar, (total + 1) * sizeof(uint32_t));
-    queue = tp_arena_alloc(ar, (total + 1) * sizeof(uint32_t));
-    if (!ac->delta || !ac->out || !ac->dict || !ac->hit || !fail || !queue) {
+    if ((ac->delta = cget(c, cells * sizeof(int32_t))) == NULL
+        || (ac->out = cget(c, nstates * sizeof(int32_t))) == NULL
+        || (ac->dict = cget(c, nstates * sizeof(int32_t))) == NULL
+        || (ac->hit = cget(c, nstates * sizeof(int32_t))) == NULL
+        || (cells * 2 <= 0xffff
+            && (ac->delta16 = cget(c, cells * sizeof(uint16_t))) == NULL))
+    {
+        return c->code == TP_POLICY_EBUDGET
+               ? cprefix(c, "config.keywords", -1) : -1;
+    }
+    fail = tp_arena_alloc(tmp, nstates * sizeof(uint32_t));
+    queue = tp_arena_alloc(tmp, nstates * sizeof(uint32_t));
+    if (fail == NULL || queue == NULL) {
         return cnomem(c);
     }
     memset(ac->delta, 0xff, cells * sizeof(int32_t));
-    memset(ac->out, 0xff, (total + 1) * sizeof(int32_t));
+    memset(ac->out, 0xff, nstates * sizeof(int32_t));
 
     /* the trie */
     for (i = 0; i < nkw; i++) {
@@ -682,11 +925,7 @@ compile_keywords(cc_t *c, rule_t *r, const jv_t *cfg)
     for (b = ac->nexits; b > 0 && b < 4; b++) {
         ac->exits[b] = ac->exits[0];
     }
-    if (cells * 2 <= 0xffff) {
-        ac->delta16 = tp_arena_alloc(ar, cells * sizeof(uint16_t));
-        if (ac->delta16 == NULL) {
-            return cnomem(c);
-        }
+    if (ac->delta16 != NULL) {
         for (i = 0; i < cells; i++) {
             ac->delta16[i] = (uint16_t) ac->delta[i];
         }
@@ -828,15 +1067,29 @@ compile_rule(cc_t *c, const jv_t *obj, rule_t *r, int validating)
         return cfail(c, "a rule must be a JSON object");
     }
 
+    /* the id first, for the error message of any budget failure below */
     v = jget(obj, "id");
     if (v != NULL && (v->type == JV_STR || v->type == JV_NUM)) {
         r->id = v->s;
     } else if (v != NULL && v->type != JV_NULL) {
         return cfail(c, "id: must be a string");
     }
+
+    /* its parsed JSON and its slot count, whether enabled or not */
+    c->rule_used = 0;
+    if (charge(c, obj->bytes + ALIGN16(sizeof(rule_t))) != 0) {
+        return -1;
+    }
+    if (r->id != NULL && (r->id = cstrdup(c, r->id, strlen(r->id))) == NULL)
+    {
+        return -1;
+    }
+
     v = jget(obj, "name");
     if (v != NULL && v->type == JV_STR) {
-        r->name = v->s;
+        if ((r->name = cstrdup(c, v->s, strlen(v->s))) == NULL) {
+            return -1;
+        }
     } else if (v != NULL && v->type != JV_NULL) {
         return cfail(c, "name: must be a string");
     }
@@ -905,12 +1158,14 @@ compile_rule(cc_t *c, const jv_t *obj, rule_t *r, int validating)
         return cfail(c, "config: required, an object");
     }
     switch (r->type) {
-    case T_REGEX:    return compile_regex(c, r, cfg);
-    case T_KEYWORDS: return compile_keywords(c, r, cfg);
-    case T_PII:      return compile_pii(c, r, cfg);
-    case T_MODEL:    return compile_model(c, r, cfg);
-    default:         return compile_limits(c, r, cfg);
+    case T_REGEX:    i = compile_regex(c, r, cfg); break;
+    case T_KEYWORDS: i = compile_keywords(c, r, cfg); break;
+    case T_PII:      i = compile_pii(c, r, cfg); break;
+    case T_MODEL:    i = compile_model(c, r, cfg); break;
+    default:         i = compile_limits(c, r, cfg);
     }
+    r->bytes = c->rule_used;
+    return i;
 }
 
 
@@ -930,15 +1185,18 @@ void
 tp_policy_destroy(tp_policy_set_t *set)
 {
     tp_arena_t ar;
-    size_t     i;
+    size_t     i, k, n;
 
     if (set == NULL) {
         return;
     }
-    for (i = 0; i < set->ncodes; i++) {
-        pcre2_code_free(set->codes[i]);
+    /* the compiled rules, and the one that failed to compile, if any */
+    n = set->nrules < set->rules_cap ? set->nrules + 1 : set->nrules;
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < set->rules[i].nre; k++) {
+            pcre2_code_free(set->rules[i].re[k]);
+        }
     }
-    pcre2_match_context_free(set->mctx);
     pcre2_compile_context_free(set->cctx);
     pcre2_general_context_free(set->gctx);
     ar = set->arena;
@@ -947,7 +1205,7 @@ tp_policy_destroy(tp_policy_set_t *set)
 
 
 static tp_policy_set_t *
-set_new(const tp_alloc_t *a)
+set_new(const tp_alloc_t *a, const tp_policy_limits_t *lim)
 {
     tp_arena_t       ar;
     tp_policy_set_t *set;
@@ -960,20 +1218,18 @@ set_new(const tp_alloc_t *a)
     }
     memset(set, 0, sizeof(*set));
     set->arena = ar;
+    set->lim = lim ? *lim : tp_policy_limits_default;
     set->gctx = pcre2_general_context_create(re_malloc, re_free,
                                              &set->arena.a);
     if (set->gctx != NULL) {
         set->cctx = pcre2_compile_context_create(set->gctx);
-        set->mctx = pcre2_match_context_create(set->gctx);
     }
-    if (set->cctx == NULL || set->mctx == NULL) {
+    if (set->cctx == NULL) {
         tp_policy_destroy(set);
         return NULL;
     }
-    pcre2_set_max_pattern_length(set->cctx, MAX_PATTERN_LEN);
-    pcre2_set_match_limit(set->mctx, TP_POLICY_MATCH_LIMIT);
-    pcre2_set_depth_limit(set->mctx, TP_POLICY_DEPTH_LIMIT);
-    pcre2_set_heap_limit(set->mctx, TP_POLICY_HEAP_LIMIT_KB);
+    pcre2_set_max_pattern_length(set->cctx,
+                                 MAX_PATTERN_LEN + sizeof(CALLOUT) - 1);
     return set;
 }
 
@@ -991,29 +1247,49 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
 }
 
 
+static size_t
+dom_limit(size_t budget)
+{
+    return budget ? budget + DOM_SLACK : 0;
+}
+
+
 tp_policy_set_t *
-tp_policy_compile(const tp_alloc_t *a, const char *json, size_t len,
-                  char *err, size_t errlen)
+tp_policy_compile_limits(const tp_alloc_t *a, const char *json, size_t len,
+                         const tp_policy_limits_t *lim, int *code, char *err,
+                         size_t errlen)
 {
     tp_policy_set_t *set;
+    tp_arena_t       tmp;
     const jv_t      *e;
     jv_t            *root;
     cc_t             c;
     char             why[256];
     size_t           i = 0;
-    int              rc;
+    int              rc, dummy;
 
+    if (code == NULL) {
+        code = &dummy;
+    }
+    *code = TP_POLICY_ENOMEM;
     set_err(err, errlen, "%s", "");
-    set = set_new(a);
+    set = set_new(a, lim);
     if (set == NULL) {
         set_err(err, errlen, "out of memory");
         return NULL;
     }
-    rc = dom_parse(&set->arena, json, len, &root, why, sizeof(why));
-    if (rc != 0) {
-        set_err(err, errlen, "%s", rc == -2 ? "out of memory" : why);
+    tp_arena_init(&tmp, a);
+
+    rc = dom_parse(&tmp, json, len, dom_limit(set->lim.set_bytes), &root,
+                   why, sizeof(why));
+    if (rc != TP_POLICY_OK) {
+        *code = rc;
+        set_err(err, errlen, "%s", rc == TP_POLICY_ENOMEM ? "out of memory"
+                : rc == TP_POLICY_EBUDGET ? "the rules' JSON alone is over"
+                  " the budget of a rule set" : why);
         goto failed;
     }
+    *code = TP_POLICY_EINVALID;
     if (root->type == JV_OBJ) {        /* the API's list, the gateway's load */
         root = jget(root, "items") ? jget(root, "items") : jget(root, "rules");
     }
@@ -1026,17 +1302,22 @@ tp_policy_compile(const tp_alloc_t *a, const char *json, size_t len,
         goto failed;
     }
     if (root->n) {
+        /* not counted here: every rule counts its own slot */
         set->rules = tp_arena_alloc(&set->arena, root->n * sizeof(rule_t));
         if (set->rules == NULL) {
+            *code = TP_POLICY_ENOMEM;
             set_err(err, errlen, "out of memory");
             goto failed;
         }
+        memset(set->rules, 0, root->n * sizeof(rule_t));
+        set->rules_cap = root->n;
     }
 
+    memset(&c, 0, sizeof(c));
     c.set = set;
+    c.tmp = &tmp;
     c.err = why;
     c.errlen = sizeof(why);
-    c.nomem = 0;
     for (e = root->child; e; e = e->next, i++) {
         rule_t *r = &set->rules[set->nrules];
 
@@ -1045,6 +1326,7 @@ tp_policy_compile(const tp_alloc_t *a, const char *json, size_t len,
             continue;
         }
         if (rc != 0) {
+            *code = c.code;
             if (r->id != NULL) {
                 set_err(err, errlen, "rule %.64s: %s", r->id, why);
             } else {
@@ -1058,11 +1340,38 @@ tp_policy_compile(const tp_alloc_t *a, const char *json, size_t len,
     if (set->nrules > 1) {
         qsort(set->rules, set->nrules, sizeof(rule_t), rule_cmp);
     }
+    set->bytes = c.used;
+    set->re_bytes = c.re_used;
+    tp_arena_free(&tmp);
+    *code = TP_POLICY_OK;
     return set;
 
 failed:
+    tp_arena_free(&tmp);
     tp_policy_destroy(set);
     return NULL;
+}
+
+
+tp_policy_set_t *
+tp_policy_compile(const tp_alloc_t *a, const char *json, size_t len,
+                  char *err, size_t errlen)
+{
+    return tp_policy_compile_limits(a, json, len, NULL, NULL, err, errlen);
+}
+
+
+size_t
+tp_policy_size(const tp_policy_set_t *set)
+{
+    return set ? set->bytes : 0;
+}
+
+
+size_t
+tp_policy_regex_size(const tp_policy_set_t *set)
+{
+    return set ? set->re_bytes : 0;
 }
 
 
@@ -1094,33 +1403,59 @@ const tp_alloc_t tp_alloc_libc = { libc_alloc, libc_realloc, libc_free, NULL };
 
 
 int
+tp_policy_check_rule(const char *json, size_t len,
+                     const tp_policy_limits_t *lim, size_t *size, char *err,
+                     size_t errlen)
+{
+    tp_policy_set_t  *set;
+    tp_arena_t        tmp;
+    jv_t             *root;
+    rule_t            r;
+    cc_t              c;
+    int               rc;
+
+    set_err(err, errlen, "%s", "");
+    set = set_new(&tp_alloc_libc, lim);
+    if (set == NULL) {
+        set_err(err, errlen, "out of memory");
+        return TP_POLICY_ENOMEM;
+    }
+    /* one rule: only the per-rule budget applies */
+    set->lim.set_bytes = 0;
+    tp_arena_init(&tmp, &tp_alloc_libc);
+    memset(&r, 0, sizeof(r));
+    set->rules = &r;                   /* for destroy: its patterns */
+    set->rules_cap = 1;
+
+    rc = dom_parse(&tmp, json, len, dom_limit(set->lim.rule_bytes), &root,
+                   err, errlen);
+    if (rc == TP_POLICY_OK) {
+        memset(&c, 0, sizeof(c));
+        c.set = set;
+        c.tmp = &tmp;
+        c.err = err;
+        c.errlen = errlen;
+        rc = compile_rule(&c, root, &r, 1) == 0 ? TP_POLICY_OK : c.code;
+        if (size != NULL) {
+            *size = c.rule_used;
+        }
+    } else if (rc == TP_POLICY_ENOMEM) {
+        set_err(err, errlen, "out of memory");
+    } else if (rc == TP_POLICY_EBUDGET) {
+        set_err(err, errlen, "the rule's JSON alone is over the budget of"
+                " %zu bytes for one rule", set->lim.rule_bytes);
+    }
+    tp_arena_free(&tmp);
+    tp_policy_destroy(set);
+    return rc;
+}
+
+
+int
 tp_policy_validate_rule(const char *json, size_t len, char *err,
                         size_t errlen)
 {
-    tp_policy_set_t        *set;
-    jv_t                   *root;
-    rule_t                  r;
-    cc_t                    c;
-    int                     rc;
-
-    set_err(err, errlen, "%s", "");
-    set = set_new(&tp_alloc_libc);
-    if (set == NULL) {
-        set_err(err, errlen, "out of memory");
-        return -1;
-    }
-    rc = dom_parse(&set->arena, json, len, &root, err, errlen);
-    if (rc == 0) {
-        c.set = set;
-        c.err = err;
-        c.errlen = errlen;
-        c.nomem = 0;
-        rc = compile_rule(&c, root, &r, 1);
-    } else if (rc == -2) {
-        set_err(err, errlen, "out of memory");
-    }
-    tp_policy_destroy(set);
-    return rc == 0 ? 0 : -1;
+    return tp_policy_check_rule(json, len, NULL, NULL, err, errlen);
 }
 
 
@@ -1131,9 +1466,11 @@ typedef struct {
     tp_prompt_t           *p;
     tp_policy_result_t    *out;
     size_t                 vcap, scap;
-    struct timespec        t0;
-    unsigned               re_calls;
-    int                    budget_gone;
+    pcre2_match_context   *mctx;     /* this evaluation's: limits, callout */
+    int64_t                eval_end; /* deadlines, CLOCK_MONOTONIC ns */
+    int64_t                rule_end;
+    unsigned               callouts;
+    const char            *why;      /* why the current rule stopped */
     int                    nomem;
 } ev_t;
 
@@ -2138,9 +2475,10 @@ mask(xb_t *x, const char *tag, const unsigned char *t, size_t s, size_t e)
 
 /* ---- the evaluation ---- */
 
+/* keep: the violation refuses the request, and is always reported */
 static tp_violation_t *
 add_violation(ev_t *ev, const rule_t *r, const char *detector,
-              unsigned count)
+              unsigned count, int keep)
 {
     tp_policy_result_t *out = ev->out;
     tp_violation_t     *v, *nv;
@@ -2148,10 +2486,10 @@ add_violation(ev_t *ev, const rule_t *r, const char *detector,
 
     if (out->nviolations == TP_POLICY_MAX_VIOLATIONS) {
         out->dropped++;
-        if (r->action != TP_ACTION_BLOCK) {
+        if (!keep) {
             return NULL;
         }
-        /* a block is always reported: it takes the last place */
+        /* it takes the last place */
         out->nviolations--;
     }
     if (out->nviolations == ev->vcap) {
@@ -2199,7 +2537,7 @@ found(ev_t *ev, const rule_t *r, emit_t *m, const unsigned char *t)
     if (m->count == 0) {
         return;
     }
-    v = add_violation(ev, r, m->tag, m->count);
+    v = add_violation(ev, r, m->tag, m->count, r->action == TP_ACTION_BLOCK);
     if (v == NULL) {
         return;
     }
@@ -2213,14 +2551,42 @@ found(ev_t *ev, const rule_t *r, emit_t *m, const unsigned char *t)
 }
 
 
-static long
-elapsed_ms(const struct timespec *t0)
+static int64_t
+now_ns(void)
 {
     struct timespec now;
 
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - t0->tv_sec) * 1000
-           + (now.tv_nsec - t0->tv_nsec) / 1000000;
+    return (int64_t) now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+
+/* sets ev->why when the rule's or the evaluation's time is up */
+static int
+out_of_time(ev_t *ev)
+{
+    int64_t now = now_ns();
+
+    if (now >= ev->eval_end) {
+        ev->why = "evaluation time budget";
+    } else if (now >= ev->rule_end) {
+        ev->why = "time budget";
+    }
+    return ev->why != NULL;
+}
+
+
+/* CALLOUT, at each start position: a negative answer ends the match */
+static int
+re_callout(pcre2_callout_block *cb, void *data)
+{
+    ev_t *ev = data;
+
+    (void) cb;
+    if (++ev->callouts % CALLOUT_EVERY == 0 && out_of_time(ev)) {
+        return PCRE2_ERROR_CALLOUT;
+    }
+    return 0;
 }
 
 
@@ -2236,7 +2602,8 @@ prompt_re_free(tp_prompt_t *p)
 static pcre2_match_data *
 match_data(ev_t *ev)
 {
-    tp_prompt_t *p = ev->p;
+    const tp_policy_limits_t *lim = &ev->set->lim;
+    tp_prompt_t              *p = ev->p;
 
     if (p->re_md == NULL) {
         if (p->re_gctx == NULL) {
@@ -2248,6 +2615,17 @@ match_data(ev_t *ev)
             p->re_free = prompt_re_free;
         }
         p->re_md = pcre2_match_data_create(1, p->re_gctx);
+    }
+    if (p->re_md != NULL && ev->mctx == NULL) {
+        /* not the set's: the callout's data is this evaluation */
+        ev->mctx = pcre2_match_context_create(p->re_gctx);
+        if (ev->mctx == NULL) {
+            return NULL;
+        }
+        pcre2_set_match_limit(ev->mctx, lim->match_limit);
+        pcre2_set_depth_limit(ev->mctx, lim->depth_limit);
+        pcre2_set_heap_limit(ev->mctx, lim->heap_limit_kb);
+        pcre2_set_callout(ev->mctx, re_callout, ev);
     }
     return p->re_md;
 }
@@ -2263,8 +2641,32 @@ match_error(ev_t *ev, const rule_t *r)
 }
 
 
+/* A regex of r could not finish (ev->why): a violation that says so. A
+ * block or redact rule refuses the request; a log rule lets it through. */
 static void
-run_regex(ev_t *ev, const rule_t *r, pcre2_code *code, emit_t *m)
+unfinished(ev_t *ev, const rule_t *r)
+{
+    tp_policy_result_t *out = ev->out;
+    tp_violation_t     *v;
+    int                 closed = r->action != TP_ACTION_LOG;
+
+    match_error(ev, r);
+    v = add_violation(ev, r, "unfinished", 1, closed);
+    if (v != NULL) {
+        snprintf(v->excerpt, sizeof(v->excerpt), "%s", ev->why);
+    }
+    if (closed) {
+        out->action = TP_ACTION_BLOCK;
+        out->blocked_by = v;
+        out->unfinished = v;
+    }
+}
+
+
+/* 0, or -1 when the pattern could not finish (ev->why set) or memory ran
+ * out (ev->nomem) */
+static int
+run_regex(ev_t *ev, pcre2_code *code, emit_t *m)
 {
     const unsigned char *t = ev->p->text;
     size_t               n = ev->p->text_len, off = 0, s, e;
@@ -2274,32 +2676,38 @@ run_regex(ev_t *ev, const rule_t *r, pcre2_code *code, emit_t *m)
 
     if (md == NULL) {
         ev->nomem = 1;
-        return;
+        return -1;
     }
     while (off <= n) {
-        if (ev->budget_gone
-            || ((ev->re_calls++ & 7) == 0
-                && elapsed_ms(&ev->t0) > TP_POLICY_REGEX_BUDGET_MS))
-        {
-            ev->budget_gone = 1;
-            match_error(ev, r);
-            return;
+        if (out_of_time(ev)) {
+            return -1;
         }
-        rc = pcre2_match(code, t, n, off, 0, md, ev->set->mctx);
+        rc = pcre2_match(code, t, n, off, 0, md, ev->mctx);
         if (rc == PCRE2_ERROR_NOMATCH) {
-            return;
+            return 0;
         }
         if (rc < 0) {
-            /* match, depth or heap limit, JIT stack: stop this pattern */
-            match_error(ev, r);
-            return;
+            switch (rc) {
+            case PCRE2_ERROR_CALLOUT:        break;   /* ev->why is set */
+            case PCRE2_ERROR_MATCHLIMIT:     ev->why = "match limit"; break;
+            case PCRE2_ERROR_DEPTHLIMIT:     ev->why = "depth limit"; break;
+            case PCRE2_ERROR_HEAPLIMIT:      ev->why = "heap limit"; break;
+            case PCRE2_ERROR_JIT_STACKLIMIT: ev->why = "JIT stack limit";
+                                             break;
+            case PCRE2_ERROR_NOMEMORY:       ev->nomem = 1; break;
+            default:                         ev->why = "match error";
+            }
+            if (ev->why == NULL && !ev->nomem) {
+                ev->why = "match error";
+            }
+            return -1;
         }
         ov = pcre2_get_ovector_pointer(md);
         s = ov[0];
         e = ov[1];
         if (e > s && s >= off) {
             if (!emit(m, s, e)) {
-                return;
+                return ev->nomem ? -1 : 0;
             }
             off = e;
             continue;
@@ -2310,6 +2718,7 @@ run_regex(ev_t *ev, const rule_t *r, pcre2_code *code, emit_t *m)
             off++;
         }
     }
+    return 0;
 }
 
 
@@ -2485,7 +2894,9 @@ eval_model(ev_t *ev, const rule_t *r)
             bad = !tp_policy_glob(r->allow[i], model);
         }
     }
-    if (!bad || (v = add_violation(ev, r, "model", 1)) == NULL) {
+    if (!bad || (v = add_violation(ev, r, "model", 1,
+                                        r->action == TP_ACTION_BLOCK))
+                  == NULL) {
         return;
     }
     snprintf(v->excerpt, sizeof(v->excerpt), "%s", model ? model : "(none)");
@@ -2502,7 +2913,8 @@ eval_limits(ev_t *ev, const rule_t *r)
     tp_prompt_t    *p = ev->p;
 
     if (r->max_chars >= 0 && (int64_t) p->chars > r->max_chars) {
-        v = add_violation(ev, r, "max_prompt_chars", 1);
+        v = add_violation(ev, r, "max_prompt_chars", 1,
+                          r->action == TP_ACTION_BLOCK);
         if (v != NULL) {
             snprintf(v->excerpt, sizeof(v->excerpt), "%zu > %lld", p->chars,
                      (long long) r->max_chars);
@@ -2512,7 +2924,8 @@ eval_limits(ev_t *ev, const rule_t *r)
         }
     }
     if (r->max_out >= 0 && p->max_output_tokens > r->max_out) {
-        v = add_violation(ev, r, "max_output_tokens", 1);
+        v = add_violation(ev, r, "max_output_tokens", 1,
+                          r->action == TP_ACTION_BLOCK);
         if (v != NULL) {
             snprintf(v->excerpt, sizeof(v->excerpt), "%lld > %lld",
                      (long long) p->max_output_tokens,
@@ -2541,7 +2954,9 @@ tp_policy_eval(const tp_policy_set_t *set, tp_prompt_t *p,
     ev.set = set;
     ev.p = p;
     ev.out = out;
-    clock_gettime(CLOCK_MONOTONIC, &ev.t0);
+    if (set != NULL) {
+        ev.eval_end = now_ns() + (int64_t) set->lim.eval_ms * 1000000;
+    }
     m.digit0 = next_digit(text, 0, n);
 
     for (i = 0; set != NULL && i < set->nrules && !ev.nomem
@@ -2558,12 +2973,26 @@ tp_policy_eval(const tp_policy_set_t *set, tp_prompt_t *p,
         switch (r->type) {
 
         case T_REGEX:
+            /* each rule its own time, within the evaluation's */
             m.tag = "regex";
+            ev.why = NULL;
+            ev.rule_end = now_ns() + (int64_t) set->lim.rule_ms * 1000000;
             for (k = 0; k < r->nre && n > 0; k++) {
-                run_regex(&ev, r, r->re[k], &m);
+                if (run_regex(&ev, r->re[k], &m) != 0) {
+                    break;
+                }
                 if (m.count && !m.all) {
                     break;
                 }
+            }
+            if (ev.nomem) {
+                break;
+            }
+            if (ev.why != NULL && (m.count == 0 || m.all)) {
+                /* a block or log rule that matched before is just a
+                 * match; anything else could not finish */
+                unfinished(&ev, r);
+                break;
             }
             found(&ev, r, &m, text);
             break;
@@ -2606,6 +3035,7 @@ tp_policy_eval(const tp_policy_set_t *set, tp_prompt_t *p,
             break;
         }
     }
+    pcre2_match_context_free(ev.mctx);
     return ev.nomem ? -1 : 0;
 }
 

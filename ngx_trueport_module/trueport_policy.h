@@ -35,13 +35,17 @@
  *   key ids, -----BEGIN ... PRIVATE KEY----- blocks, sk-/sk_live_/ghp_/
  *   github_pat_/xox?-/glpat-/AIza keys, JWTs).
  * - regex: compiled with UTF, UCP, MATCH_INVALID_UTF and
- *   NEVER_BACKSLASH_C, JIT-compiled, run under a match limit, a depth limit
- *   and a heap limit; regex work stops once an evaluation has run for
- *   TP_POLICY_REGEX_BUDGET_MS. A pattern that hits a limit counts as not
- *   matching from there on (fail open, so a bad rule cannot take the
- *   gateway down); result.match_errors and match_error_rule say so, for
- *   the module to log (or to fail closed, if it chooses). Empty matches
- *   are ignored.
+ *   NEVER_BACKSLASH_C, JIT-compiled, run under PCRE2's match, depth and
+ *   heap limits (TP_POLICY_*_LIMIT, per pcre2_match call) and a time budget
+ *   of its own per rule (rule_ms), checked at every start position (a
+ *   callout the engine puts before the pattern) and between calls, within
+ *   a ceiling for the whole evaluation (eval_ms). A rule whose regex could
+ *   not finish fails closed when it blocks or redacts: the result's action
+ *   is BLOCK, unfinished (and blocked_by) point to a violation with
+ *   detector "unfinished" and the reason as excerpt ("match limit", "depth
+ *   limit", "heap limit", "JIT stack limit", "time budget", "evaluation
+ *   time budget"). A log rule fails open: the same violation with action
+ *   log, and evaluation goes on. Empty matches are ignored.
  * - model: a violation when the model matches a deny glob, or when there is
  *   an allow list and the model (or no model at all) matches none of it.
  * - limits: max_prompt_chars counts Unicode characters of the extracted
@@ -73,10 +77,51 @@
 
 #define TP_POLICY_EXCERPT_MAX     64
 #define TP_POLICY_MAX_VIOLATIONS  64      /* per evaluation; more are counted */
-#define TP_POLICY_REGEX_BUDGET_MS 50
-#define TP_POLICY_MATCH_LIMIT     200000
+
+/*
+ * Budgets. A rule's compiled size is what compiling it allocates, counted
+ * by the engine itself: the parsed JSON of the rule, its rule_t, copies of
+ * its strings and lists, the keyword automaton, PCRE2's compiled code
+ * (PCRE2_INFO_SIZE) and JIT code (PCRE2_INFO_JITSIZE). A set's size is the
+ * sum over its rules; memory the set holds after compilation is at most
+ * that. Compilation stops as soon as a budget would be exceeded, before
+ * the allocation that would exceed it (so the cost of a refused rule is
+ * bounded by the budget too). Compiling regexes costs ~6-8 ns per byte of
+ * PCRE2 code and again per byte of JIT code, several times anything else
+ * (~1 ns a byte): their code and JIT code have a budget of their own
+ * (regex_bytes, a set's, counted in set_bytes as well). With these figures
+ * a maximal set compiles in a few ms (bench/policy-compile.sh).
+ */
+#define TP_POLICY_SET_BYTES       (2u * 1024 * 1024)   /* a tenant's set */
+#define TP_POLICY_RULE_BYTES      (256u * 1024)        /* one rule */
+#define TP_POLICY_REGEX_BYTES     (256u * 1024)        /* a set's regexes */
+#define TP_POLICY_RULE_MS         10     /* regex time of one rule */
+#define TP_POLICY_EVAL_MS         50     /* regex time of one evaluation */
+#define TP_POLICY_MATCH_LIMIT     200000 /* PCRE2, per pcre2_match call */
 #define TP_POLICY_DEPTH_LIMIT     10000
 #define TP_POLICY_HEAP_LIMIT_KB   4096
+
+typedef struct {
+    size_t      set_bytes;               /* 0: no limit */
+    size_t      rule_bytes;              /* 0: no limit */
+    size_t      regex_bytes;             /* 0: no limit */
+    uint32_t    match_limit;
+    uint32_t    depth_limit;
+    uint32_t    heap_limit_kb;
+    uint32_t    rule_ms;                 /* 0: out of time at once (tests) */
+    uint32_t    eval_ms;
+} tp_policy_limits_t;
+
+/* the TP_POLICY_* figures above */
+extern const tp_policy_limits_t tp_policy_limits_default;
+
+/* results of compilation and validation */
+enum {
+    TP_POLICY_OK = 0,
+    TP_POLICY_EINVALID = -1,             /* the sidecar's 422 */
+    TP_POLICY_ENOMEM = -2,
+    TP_POLICY_EBUDGET = -3               /* a budget above: 422 / 503 */
+};
 
 enum {
     TP_ACTION_NONE = 0,
@@ -114,26 +159,47 @@ typedef struct {
     size_t                dropped;       /* beyond TP_POLICY_MAX_VIOLATIONS */
     tp_span_t            *spans;         /* of redact rules: give them to */
     size_t                nspans;        /*   tp_prompt_redact() */
+    const tp_violation_t *unfinished;    /* a block or redact rule that could
+                                            not finish: refuse the request */
     unsigned              match_errors;  /* regex limits hit (see above) */
     const char           *match_error_rule;   /* id of the first such rule */
 } tp_policy_result_t;
 
 /* Compiles the enabled rules of a JSON array (or of {"items": [..]}, the
- * API's list, or {"rules": [..]}, the sidecar's internal load answer).
- * NULL with err ("rule <id>: <reason>") when a rule is invalid or memory
- * runs out. The set is read-only afterwards: any number of evaluations may
- * share it, from any thread. */
+ * API's list, or {"rules": [..]}, the sidecar's internal load answer)
+ * under lim (NULL: tp_policy_limits_default). NULL with *code (may be
+ * NULL) set to TP_POLICY_E* and err ("rule <id>: <reason>") when a rule is
+ * invalid, a budget is exceeded or memory runs out. The set is read-only
+ * afterwards: any number of evaluations may share it, from any thread. */
+tp_policy_set_t *tp_policy_compile_limits(const tp_alloc_t *a,
+                                          const char *json, size_t len,
+                                          const tp_policy_limits_t *lim,
+                                          int *code, char *err,
+                                          size_t errlen);
+/* the same with the default limits */
 tp_policy_set_t *tp_policy_compile(const tp_alloc_t *a, const char *json,
                                    size_t len, char *err, size_t errlen);
 void tp_policy_destroy(tp_policy_set_t *set);
+
+/* The set's compiled size in bytes, and the part of it that is PCRE2 and
+ * JIT code (see Budgets). */
+size_t tp_policy_size(const tp_policy_set_t *set);
+size_t tp_policy_regex_size(const tp_policy_set_t *set);
 
 /* malloc, realloc and free, for callers outside nginx (the sidecar, the
  * tools) */
 extern const tp_alloc_t tp_alloc_libc;
 
-/* Validates one rule object for the sidecar (0, or -1 and a reason such as
- * "config.patterns[1]: missing closing parenthesis at offset 4"). The id
- * is optional here. Uses malloc for the time of the call. */
+/* Validates one rule object for the sidecar: TP_POLICY_OK and *size (may
+ * be NULL) its compiled size, or TP_POLICY_E* and a reason such as
+ * "config.patterns[1]: missing closing parenthesis at offset 4". The id is
+ * optional here; a disabled rule is compiled all the same. lim->rule_bytes
+ * is its budget (NULL: the defaults). Uses malloc for the time of the
+ * call. */
+int tp_policy_check_rule(const char *json, size_t len,
+                         const tp_policy_limits_t *lim, size_t *size,
+                         char *err, size_t errlen);
+/* the same with the default limits */
 int tp_policy_validate_rule(const char *json, size_t len, char *err,
                             size_t errlen);
 
@@ -144,7 +210,8 @@ size_t tp_policy_applicable(const tp_policy_set_t *set,
 
 /* Evaluates the set; *out (and everything it points to) lives as long as
  * the prompt. 0, or -1 when out of memory (out then holds what was found
- * so far; fail closed). */
+ * so far; fail closed). A regex that could not finish is not an error:
+ * see "regex" above. */
 int tp_policy_eval(const tp_policy_set_t *set, tp_prompt_t *prompt,
                    const tp_policy_ctx_t *ctx, tp_policy_result_t *out);
 

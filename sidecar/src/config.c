@@ -82,6 +82,17 @@ static const config_row_t config_table[] = {
       "hosts a tenant's provider endpoint may name: patterns"
       " [http://|https://]host[:port|:*], comma separated, \"*\" inside"
       " one label (https and port 443 unless given)" },
+    /* the gateway's compile budgets (trueport_policy_budget must be at
+     * least as large): the defaults keep a maximal set's compilation to
+     * ~2.5 ms of a worker's CPU (bench/policy-compile.sh) */
+    { "TRUEPORT_POLICY_SET_BYTES", T_INT, &cfg.policy_set_bytes, "2097152",
+      65536, 64L * 1024 * 1024,
+      "compiled size of a tenant's enabled policy rules, bytes" },
+    { "TRUEPORT_POLICY_RULE_BYTES", T_INT, &cfg.policy_rule_bytes, "262144",
+      4096, 64L * 1024 * 1024, "compiled size of one policy rule, bytes" },
+    { "TRUEPORT_POLICY_REGEX_BYTES", T_INT, &cfg.policy_regex_bytes,
+      "262144", 4096, 64L * 1024 * 1024,
+      "PCRE2 and JIT code of a tenant's regex rules, bytes" },
 };
 
 #define N_ROWS (sizeof(config_table) / sizeof(config_table[0]))
@@ -233,6 +244,15 @@ config_load_from(const char *(*lookup)(const char *name), char *err,
         if (set_row(row, v, err, errlen) != 0) {
             return -1;
         }
+    }
+
+    if (cfg.policy_rule_bytes > cfg.policy_set_bytes
+        || cfg.policy_regex_bytes > cfg.policy_set_bytes)
+    {
+        snprintf(err, errlen, "TRUEPORT_POLICY_RULE_BYTES and"
+                 " TRUEPORT_POLICY_REGEX_BYTES may not exceed"
+                 " TRUEPORT_POLICY_SET_BYTES (%ld)", cfg.policy_set_bytes);
+        return -1;
     }
 
     if (cfg.scrypt_n & (cfg.scrypt_n - 1)) {

@@ -36,6 +36,9 @@ typedef struct {
     long   public_rpm;           /* per address: the other public routes */
     char  *endpoint_allowlist;   /* hosts tenants' provider endpoints may
                                     name (trueport_endpoint.h) */
+    long   policy_set_bytes;     /* a tenant's enabled rules, compiled */
+    long   policy_rule_bytes;    /* one rule, compiled */
+    long   policy_regex_bytes;   /* a tenant's regexes, PCRE2 + JIT code */
 } config_t;
 
 extern config_t cfg;

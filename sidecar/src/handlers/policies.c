@@ -2,10 +2,15 @@
  * replace, delete, and the endpoint the nginx module loads a tenant's
  * enabled rules from. Rules are validated by the gateway's own engine
  * (trueport_policy.c, linked in), so the API accepts exactly what the
- * gateway can compile. Every write moves the tenant's policy_revision in
- * the same transaction (a trigger, migrations/0006_policies.sql). */
+ * gateway can compile, within its compile budgets: a rule's compiled size
+ * (TRUEPORT_POLICY_RULE_BYTES), and after the write, in its transaction,
+ * the tenant's enabled rules compiled as the gateway will load them
+ * (TRUEPORT_POLICY_SET_BYTES, TRUEPORT_POLICY_REGEX_BYTES). Every write
+ * moves the tenant's policy_revision in the same transaction (a trigger,
+ * migrations/0006_policies.sql). */
 #include "handlers.h"
 #include "../audit.h"
+#include "../config.h"
 #include "../log.h"
 
 #include "trueport_policy.h"
@@ -54,6 +59,7 @@ typedef struct {
     char       *config;          /* malloc'd, freed with the request */
     char       *scope;           /* {"providers", "envs", "key_ids"} */
     int         scoped;          /* envs or key_ids to check in the database */
+    size_t      bytes;           /* compiled size, as the gateway counts it */
 } policy_in_t;
 
 
@@ -287,12 +293,24 @@ jw_keep(req_t *r, jw_t *w)
 }
 
 
+/* the gateway's limits with the budgets of this sidecar's settings */
+static void
+policy_limits(tp_policy_limits_t *lim)
+{
+    *lim = tp_policy_limits_default;
+    lim->set_bytes = (size_t) cfg.policy_set_bytes;
+    lim->rule_bytes = (size_t) cfg.policy_rule_bytes;
+    lim->regex_bytes = (size_t) cfg.policy_regex_bytes;
+}
+
+
 /* The body of POST and PUT, {name, type, config, action, enabled?,
  * priority?, scope?}, into *in; the rule the gateway will compile is
  * checked by the engine itself. path_id: PUT's id, else NULL. */
 static int
 policy_parse(req_t *r, const char *path_id, policy_in_t *in)
 {
+    tp_policy_limits_t  lim;
     char       err[320];
     yajl_val   body, config;
     jw_t       w, s;
@@ -354,14 +372,24 @@ policy_parse(req_t *r, const char *path_id, policy_in_t *in)
     jw_obj_end(&w);
     rule = jw_keep(r, &w);
 
-    if (tp_policy_validate_rule(rule, strlen(rule), err, sizeof(err)) != 0) {
-        if (strcmp(err, "out of memory") == 0) {
-            log_error("req=%s msg=\"policy validation ran out of memory\"",
-                      r->id);
-            reply_error(r, 503, "out_of_memory",
-                        "the rule cannot be checked now, retry later");
-            return -1;
-        }
+    policy_limits(&lim);
+    switch (tp_policy_check_rule(rule, strlen(rule), &lim, &in->bytes, err,
+                                 sizeof(err)))
+    {
+    case TP_POLICY_OK:
+        break;
+    case TP_POLICY_ENOMEM:
+        log_error("req=%s msg=\"policy validation ran out of memory\"",
+                  r->id);
+        reply_error(r, 503, "out_of_memory",
+                    "the rule cannot be checked now, retry later");
+        return -1;
+    case TP_POLICY_EBUDGET:
+        utf8_scrub(err);
+        reply_error(r, 422, "policy_too_large", "rule \"%s\": %s",
+                    org_safe(r, in->name, 64), err);
+        return -1;
+    default:
         utf8_scrub(err);
         reply_error(r, 422, "invalid_field", "%s", err);
         return -1;
@@ -435,6 +463,129 @@ policy_lock_tenant(req_t *r)
     }
     if (PQntuples(res) == 0) {
         reply_error(r, 404, "not_found", "no such tenant");
+        return -1;
+    }
+    return 0;
+}
+
+
+/* The tenant's enabled rules in evaluation order, as
+ * {"tenant_id", "revision", "rules": [..]}: the gateway's load, and what
+ * the budget check compiles. NULL when a reply has been sent. */
+static char *
+policy_rules_json(req_t *r, const char *tenant)
+{
+    PGresult *res;
+    jw_t      w;
+    int       i;
+
+    res = dbq(r,
+              "SELECT t.id, t.policy_revision, p.id, p.name, p.type,"
+              " p.config, p.action, p.priority, p.scope"
+              " FROM tenants t"
+              " LEFT JOIN policies p ON p.tenant_id = t.id AND p.enabled"
+              " WHERE t.id = $1" POLICY_ORDER,
+              1, tenant);
+    if (res == NULL) {
+        return NULL;
+    }
+    if (PQntuples(res) == 0) {
+        reply_error(r, 404, "not_found", "no such tenant");
+        return NULL;
+    }
+
+    jw_init(&w);
+    jw_obj(&w);
+    jw_kstr(&w, "tenant_id", PQgetvalue(res, 0, 0));
+    jw_kraw(&w, "revision", PQgetvalue(res, 0, 1));
+    jw_key(&w, "rules");
+    jw_arr(&w);
+    for (i = 0; i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, 2)) {
+            break;                     /* the LEFT JOIN's row: no rules */
+        }
+        jw_obj(&w);
+        jw_kstr(&w, "id", PQgetvalue(res, i, 2));
+        jw_kstr(&w, "name", PQgetvalue(res, i, 3));
+        jw_kstr(&w, "type", PQgetvalue(res, i, 4));
+        /* jsonb's own text: valid JSON, and no cost of a second parse */
+        jw_kraw(&w, "config", PQgetvalue(res, i, 5));
+        jw_kstr(&w, "action", PQgetvalue(res, i, 6));
+        jw_kbool(&w, "enabled", 1);
+        jw_kraw(&w, "priority", PQgetvalue(res, i, 7));
+        jw_kraw(&w, "scope", PQgetvalue(res, i, 8));
+        jw_obj_end(&w);
+    }
+    jw_arr_end(&w);
+    jw_obj_end(&w);
+    return jw_keep(r, &w);
+}
+
+
+/* After the write, in its transaction: the tenant's enabled rules, exactly
+ * as the gateway will load them, compiled within the set's budgets, or a
+ * 422 that names the rule written, its size, the total and the budget.
+ * Compiled with a rule's worth of room above the budgets, so the total is
+ * known; a tenant already over them (the operator lowered a budget) gets
+ * the engine's own reason. */
+static int
+policy_check_budget(req_t *r, const policy_in_t *in)
+{
+    tp_policy_limits_t  lim;
+    tp_policy_set_t    *set;
+    const char         *json;
+    char                err[320];
+    size_t              total, regex;
+    int                 code;
+
+    if (!in->enabled) {
+        return 0;                  /* the gateway does not compile it */
+    }
+    json = policy_rules_json(r, r->auth.tenant_id);
+    if (json == NULL) {
+        return -1;
+    }
+    policy_limits(&lim);
+    lim.set_bytes += lim.rule_bytes;
+    lim.regex_bytes += lim.rule_bytes;
+    set = tp_policy_compile_limits(&tp_alloc_libc, json, strlen(json), &lim,
+                                   &code, err, sizeof(err));
+    if (set == NULL) {
+        if (code == TP_POLICY_ENOMEM) {
+            log_error("req=%s msg=\"policy budget check ran out of memory\"",
+                      r->id);
+            reply_error(r, 503, "out_of_memory",
+                        "the rule cannot be checked now, retry later");
+            return -1;
+        }
+        utf8_scrub(err);
+        reply_error(r, 422, code == TP_POLICY_EBUDGET ? "policy_too_large"
+                    : "invalid_field", "rule \"%s\" (%zu bytes compiled):"
+                    " the organisation's enabled rules do not compile within"
+                    " the gateway's budgets: %s", org_safe(r, in->name, 64),
+                    in->bytes, err);
+        return -1;
+    }
+    total = tp_policy_size(set);
+    regex = tp_policy_regex_size(set);
+    tp_policy_destroy(set);
+
+    if (total > (size_t) cfg.policy_set_bytes) {
+        reply_error(r, 422, "policy_too_large",
+                    "rule \"%s\" compiles to %zu bytes: with the"
+                    " organisation's other enabled rules that is %zu bytes,"
+                    " over the budget of %ld bytes for a rule set (disable"
+                    " or shrink a rule first)", org_safe(r, in->name, 64),
+                    in->bytes, total, cfg.policy_set_bytes);
+        return -1;
+    }
+    if (regex > (size_t) cfg.policy_regex_bytes) {
+        reply_error(r, 422, "policy_too_large",
+                    "rule \"%s\": the organisation's enabled regex rules"
+                    " would compile to %zu bytes of code, over the budget of"
+                    " %ld bytes for a rule set's regexes",
+                    org_safe(r, in->name, 64), regex,
+                    cfg.policy_regex_bytes);
         return -1;
     }
     return 0;
@@ -647,6 +798,7 @@ h_policies_create(req_t *r)
               9, r->auth.tenant_id, in.name, in.type, in.config, in.action,
               in.enabled ? "t" : "f", sprio, in.scope, r->auth.user_id);
     if (res == NULL
+        || policy_check_budget(r, &in) != 0
         || policy_audit(r, "policy.create", res, 1) != 0
         || db_commit(r) != 0)
     {
@@ -700,7 +852,10 @@ h_policies_update(req_t *r)
         reply_error(r, 404, "not_found", "no such policy");
         return;
     }
-    if (policy_audit(r, "policy.update", res, 1) != 0 || db_commit(r) != 0) {
+    if (policy_check_budget(r, &in) != 0
+        || policy_audit(r, "policy.update", res, 1) != 0
+        || db_commit(r) != 0)
+    {
         return;
     }
 
@@ -753,10 +908,7 @@ h_policies_delete(req_t *r)
 void
 h_policies_internal(req_t *r)
 {
-    const char *tenant;
-    PGresult   *res;
-    jw_t        w;
-    int         i;
+    const char *tenant, *json;
 
     tenant = req_query(r, "tenant_id");
     if (!is_uuid(tenant)) {
@@ -764,44 +916,9 @@ h_policies_internal(req_t *r)
         return;
     }
 
-    res = dbq(r,
-              "SELECT t.id, t.policy_revision, p.id, p.name, p.type,"
-              " p.config, p.action, p.priority, p.scope"
-              " FROM tenants t"
-              " LEFT JOIN policies p ON p.tenant_id = t.id AND p.enabled"
-              " WHERE t.id = $1" POLICY_ORDER,
-              1, tenant);
-    if (res == NULL) {
+    json = policy_rules_json(r, tenant);
+    if (json == NULL) {
         return;
     }
-    if (PQntuples(res) == 0) {
-        reply_error(r, 404, "not_found", "no such tenant");
-        return;
-    }
-
-    jw_init(&w);
-    jw_obj(&w);
-    jw_kstr(&w, "tenant_id", PQgetvalue(res, 0, 0));
-    jw_kraw(&w, "revision", PQgetvalue(res, 0, 1));
-    jw_key(&w, "rules");
-    jw_arr(&w);
-    for (i = 0; i < PQntuples(res); i++) {
-        if (PQgetisnull(res, i, 2)) {
-            break;                     /* the LEFT JOIN's row: no rules */
-        }
-        jw_obj(&w);
-        jw_kstr(&w, "id", PQgetvalue(res, i, 2));
-        jw_kstr(&w, "name", PQgetvalue(res, i, 3));
-        jw_kstr(&w, "type", PQgetvalue(res, i, 4));
-        /* jsonb's own text: valid JSON, and no cost of a second parse */
-        jw_kraw(&w, "config", PQgetvalue(res, i, 5));
-        jw_kstr(&w, "action", PQgetvalue(res, i, 6));
-        jw_kbool(&w, "enabled", 1);
-        jw_kraw(&w, "priority", PQgetvalue(res, i, 7));
-        jw_kraw(&w, "scope", PQgetvalue(res, i, 8));
-        jw_obj_end(&w);
-    }
-    jw_arr_end(&w);
-    jw_obj_end(&w);
-    reply_json(r, 200, &w);
+    reply_raw(r, 200, json);
 }
