@@ -830,6 +830,7 @@ compile_keywords(cc_t *c, rule_t *r, const jv_t *cfg)
     }
     cells = nstates * ncls;
     if (cells > MAX_AC_BYTES / sizeof(int32_t)) {
+        c->code = TP_POLICY_EBUDGET;
         return cfail(c, "config.keywords: the keyword list is too large"
                      " (a %zu-byte table)", cells * sizeof(int32_t));
     }
