@@ -154,6 +154,9 @@ typedef struct {
 
     ngx_int_t                    request_id_index;
 
+    tp_policy_limits_t           policy_limits;  /* trueport_policy_budget */
+    size_t                       policy_cache;   /* a worker's sets, bytes */
+
     ngx_str_t                    spool;          /* "": off; NUL-ended */
     off_t                        spool_max_size;
     time_t                       spool_max_age;
@@ -194,6 +197,7 @@ typedef struct {
 #define NGX_HTTP_TRUEPORT_ERR_ENDPOINT              12
 #define NGX_HTTP_TRUEPORT_ERR_LOOP                  13
 #define NGX_HTTP_TRUEPORT_ERR_UNSUPPORTED_ENDPOINT  14
+#define NGX_HTTP_TRUEPORT_ERR_POLICY_UNAVAILABLE    15
 #define NGX_HTTP_TRUEPORT_ERR_NONE                  ((ngx_uint_t) -1)
 
 
@@ -344,6 +348,8 @@ ngx_int_t ngx_http_trueport_error(ngx_http_request_t *r,
 
 ngx_int_t ngx_http_trueport_policy(ngx_http_request_t *r,
     ngx_http_trueport_ctx_t *ctx);
+char *ngx_http_trueport_policy_budget(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* ngx_http_trueport_upstream.c */
 

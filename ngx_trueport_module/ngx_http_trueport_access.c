@@ -96,7 +96,12 @@ static ngx_http_trueport_error_t  ngx_http_trueport_errors[] = {
 
     { NGX_HTTP_BAD_REQUEST, ngx_string("policy_unsupported_endpoint"),
       ngx_string("invalid_request_error"), ngx_string("invalid_request_error"),
-      ngx_string("INVALID_ARGUMENT") }
+      ngx_string("INVALID_ARGUMENT") },
+
+    /* a block or redact rule could not finish checking the request */
+    { NGX_HTTP_FORBIDDEN, ngx_string("policy_unavailable"),
+      ngx_string("invalid_request_error"), ngx_string("permission_error"),
+      ngx_string("PERMISSION_DENIED") }
 };
 
 

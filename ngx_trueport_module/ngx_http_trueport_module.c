@@ -71,6 +71,20 @@ static ngx_command_t  ngx_http_trueport_commands[] = {
       offsetof(ngx_http_trueport_loc_conf_t, policy_max_body),
       NULL },
 
+    { ngx_string("trueport_policy_budget"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_trueport_policy_budget,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("trueport_policy_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_trueport_main_conf_t, policy_cache),
+      NULL },
+
     { ngx_string("trueport_upstream"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_trueport_upstream,
@@ -194,6 +208,8 @@ ngx_http_trueport_create_main_conf(ngx_conf_t *cf)
     tmcf->cache_negative = NGX_CONF_UNSET_MSEC;
     tmcf->miss_limit = NGX_CONF_UNSET_UINT;
     tmcf->request_id_index = NGX_ERROR;
+    tmcf->policy_limits = tp_policy_limits_default;
+    tmcf->policy_cache = NGX_CONF_UNSET_SIZE;
 
     return tmcf;
 }
@@ -243,6 +259,19 @@ ngx_http_trueport_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (tmcf->cache_stale < tmcf->cache_valid) {
         tmcf->cache_stale = tmcf->cache_valid;
+    }
+
+    /*
+     * A worker keeps the compiled rule sets of the tenants it serves, the
+     * least recently used evicted beyond 64 MB: 32 maximal sets, or a few
+     * thousand of typical ones (a few KB each).  One set must fit.
+     */
+
+    ngx_conf_init_size_value(tmcf->policy_cache, 64 * 1024 * 1024);
+
+    if (tmcf->policy_cache < tmcf->policy_limits.set_bytes) {
+        return "\"trueport_policy_cache\" must be at least the set budget "
+               "of \"trueport_policy_budget\"";
     }
 
     return NGX_CONF_OK;

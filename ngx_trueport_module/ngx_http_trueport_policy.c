@@ -22,9 +22,20 @@
  *
  * The gateway fails closed: rules that cannot be loaded or compiled refuse
  * the tenant's requests with 503, a body on an endpoint the prompt
- * extraction does not understand (tp_prompt_endpoint) with 400, and an
- * evaluation that runs out of memory with 500.  A tenant whose revision
- * is 0 never had a rule and costs nothing.
+ * extraction does not understand (tp_prompt_endpoint) with 400, a block or
+ * redact rule whose evaluation could not finish (a regex out of its
+ * limits or its time) with 403 policy_unavailable, and an evaluation that
+ * runs out of memory with 500.  A tenant whose revision is 0 never had a
+ * rule and costs nothing.
+ *
+ * Compilation runs under the budgets of trueport_policy_budget (the
+ * engine counts what a set costs and stops before the allocation that
+ * would exceed one), so one tenant's rules cost a worker a few ms at most.
+ * A set that cannot be compiled is cached as unusable at its revision:
+ * the tenant's requests are refused without compiling it again until its
+ * rules change.  The cache holds the memory its sets really allocated, at
+ * most trueport_policy_cache bytes per worker; beyond that the least
+ * recently used tenants' sets are dropped (and loaded again when needed).
  */
 
 
@@ -46,17 +57,27 @@
  * a newer revision lives on until the last request using it is done.
  */
 
-struct ngx_http_trueport_policy_set_s {
-    tp_policy_set_t             *set;
+/* a pool for tp_alloc_t, and the bytes taken from it */
+
+typedef struct {
     ngx_pool_t                  *pool;
+    size_t                       bytes;
+} ngx_http_trueport_policy_mem_t;
+
+
+struct ngx_http_trueport_policy_set_s {
+    tp_policy_set_t             *set;        /* NULL: unusable at revision */
     tp_alloc_t                   alloc;
+    ngx_http_trueport_policy_mem_t  mem;
     uint64_t                     revision;
     ngx_uint_t                   refs;
+    size_t                       bytes;      /* what the cache counts */
 };
 
 
 typedef struct {
     ngx_str_node_t                   sn;         /* str: the tenant id */
+    ngx_queue_t                      lru;
     u_char                           tenant_id[TP_UUID_LEN];
     ngx_http_trueport_policy_set_t  *current;
 } ngx_http_trueport_policy_node_t;
@@ -71,10 +92,13 @@ static ngx_int_t ngx_http_trueport_policy_loaded(ngx_http_request_t *r,
 static ngx_http_trueport_policy_node_t *ngx_http_trueport_policy_find(
     u_char *tenant_id);
 static ngx_http_trueport_policy_set_t *ngx_http_trueport_policy_compile(
-    ngx_http_request_t *r, ngx_str_t *json, uint64_t revision);
-static ngx_int_t ngx_http_trueport_policy_store(
+    ngx_http_request_t *r, u_char *tenant_id, ngx_str_t *json,
+    uint64_t revision);
+static ngx_int_t ngx_http_trueport_policy_store(ngx_http_request_t *r,
     ngx_http_trueport_policy_node_t *node, u_char *tenant_id,
     ngx_http_trueport_policy_set_t *ps);
+static ngx_int_t ngx_http_trueport_policy_use(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx, ngx_http_trueport_policy_node_t *node);
 static ngx_int_t ngx_http_trueport_policy_ref(ngx_http_request_t *r,
     ngx_http_trueport_ctx_t *ctx, ngx_http_trueport_policy_set_t *ps);
 static void ngx_http_trueport_policy_release(void *data);
@@ -103,6 +127,10 @@ static ngx_str_t  ngx_http_trueport_policy_unavailable = ngx_string(
     "the gateway cannot load the organisation's policies right now, "
     "retry later");
 
+static ngx_str_t  ngx_http_trueport_policy_unusable = ngx_string(
+    "the organisation's policies cannot be compiled by the gateway (over "
+    "its compile budget, or invalid); an administrator must change them");
+
 static const char  ngx_http_trueport_policy_unsupported[] =
     "the organisation's policies apply to this request, and the gateway "
     "cannot check the body of this endpoint (policy_unsupported_endpoint): ";
@@ -111,11 +139,13 @@ static ngx_str_t  ngx_http_trueport_policy_header =
     ngx_string("X-TruePort-Violation-Id");
 
 
-/* the worker's cache: tenant id -> current set; nodes live as long */
+/* the worker's cache: tenant id -> current set, most recently used first */
 
 static ngx_rbtree_t        ngx_http_trueport_policy_tree;
 static ngx_rbtree_node_t   ngx_http_trueport_policy_sentinel;
-static ngx_pool_t         *ngx_http_trueport_policy_pool;
+static ngx_queue_t         ngx_http_trueport_policy_lru;
+static size_t              ngx_http_trueport_policy_bytes;
+static ngx_uint_t          ngx_http_trueport_policy_ready;
 
 
 /*
@@ -191,7 +221,9 @@ ngx_http_trueport_policy(ngx_http_request_t *r, ngx_http_trueport_ctx_t *ctx)
     /* ctx->policy holds the tenant's set */
 
     if (ctx->policy->set == NULL) {
-        goto pass;
+        return ngx_http_trueport_error(r, ctx,
+                                       NGX_HTTP_TRUEPORT_ERR_UNAVAILABLE,
+                                       &ngx_http_trueport_policy_unusable);
     }
 
     if (ngx_http_trueport_policy_ctx(r, ctx, &pctx) != NGX_OK) {
@@ -282,7 +314,7 @@ ngx_http_trueport_policy_lookup(ngx_http_request_t *r,
     node = ngx_http_trueport_policy_find(ctx->key.tenant_id);
 
     if (node && node->current->revision >= ctx->key.policy_revision) {
-        return ngx_http_trueport_policy_ref(r, ctx, node->current);
+        return ngx_http_trueport_policy_use(r, ctx, node);
     }
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_trueport_module);
@@ -400,24 +432,29 @@ ngx_http_trueport_policy_loaded(ngx_http_request_t *r,
 
     if (node && node->current->revision >= revision) {
         /* another request of this worker loaded them meanwhile */
-        return ngx_http_trueport_policy_ref(r, ctx, node->current);
+        return ngx_http_trueport_policy_use(r, ctx, node);
     }
 
-    ps = ngx_http_trueport_policy_compile(r, answer, revision);
+    ps = ngx_http_trueport_policy_compile(r, ctx->key.tenant_id, answer,
+                                          revision);
     if (ps == NULL) {
         return NGX_DECLINED;
     }
 
-    if (ngx_http_trueport_policy_store(node, ctx->key.tenant_id, ps)
+    if (ngx_http_trueport_policy_store(r, node, ctx->key.tenant_id, ps)
         != NGX_OK)
     {
         ngx_http_trueport_policy_release(ps);
         return NGX_ERROR;
     }
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "trueport: policies of tenant %*s at revision %uL loaded",
-                  (size_t) TP_UUID_LEN, ctx->key.tenant_id, revision);
+    if (ps->set) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "trueport: policies of tenant %*s at revision %uL "
+                      "loaded, %uz bytes compiled, %uz in memory",
+                      (size_t) TP_UUID_LEN, ctx->key.tenant_id, revision,
+                      tp_policy_size(ps->set), ps->bytes);
+    }
 
     return ngx_http_trueport_policy_ref(r, ctx, ps);
 }
@@ -428,7 +465,7 @@ ngx_http_trueport_policy_find(u_char *tenant_id)
 {
     ngx_str_t  name;
 
-    if (ngx_http_trueport_policy_pool == NULL) {
+    if (!ngx_http_trueport_policy_ready) {
         return NULL;
     }
 
@@ -441,13 +478,23 @@ ngx_http_trueport_policy_find(u_char *tenant_id)
 }
 
 
+/*
+ * The set, or an unusable one (set NULL) when the rules are invalid or over
+ * a budget: cached like a set, so they are not compiled again at that
+ * revision.  NULL: out of memory, nothing to cache.
+ */
+
 static ngx_http_trueport_policy_set_t *
-ngx_http_trueport_policy_compile(ngx_http_request_t *r, ngx_str_t *json,
-    uint64_t revision)
+ngx_http_trueport_policy_compile(ngx_http_request_t *r, u_char *tenant_id,
+    ngx_str_t *json, uint64_t revision)
 {
+    int                              code;
     char                             err[256];
     ngx_pool_t                      *pool;
     ngx_http_trueport_policy_set_t  *ps;
+    ngx_http_trueport_main_conf_t   *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_trueport_module);
 
     pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ngx_cycle->log);
     if (pool == NULL) {
@@ -460,72 +507,124 @@ ngx_http_trueport_policy_compile(ngx_http_request_t *r, ngx_str_t *json,
         return NULL;
     }
 
-    ps->pool = pool;
+    ps->mem.pool = pool;
     ps->revision = revision;
     ps->refs = 1;                       /* the cache's */
 
     ps->alloc.alloc = ngx_http_trueport_policy_alloc;
     ps->alloc.realloc = ngx_http_trueport_policy_realloc;
     ps->alloc.free = ngx_http_trueport_policy_free;
-    ps->alloc.ctx = pool;
+    ps->alloc.ctx = &ps->mem;
 
-    ps->set = tp_policy_compile(&ps->alloc, (const char *) json->data,
-                                json->len, err, sizeof(err));
+    ps->set = tp_policy_compile_limits(&ps->alloc, (const char *) json->data,
+                                       json->len, &tmcf->policy_limits,
+                                       &code, err, sizeof(err));
 
     if (ps->set == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "trueport: policies at revision %uL not usable: %s",
+        ngx_log_error((ngx_uint_t) (code == TP_POLICY_ENOMEM ? NGX_LOG_ALERT
+                                                             : NGX_LOG_ERR),
+                      r->connection->log, 0,
+                      "trueport: policies of tenant %*s at revision %uL not "
+                      "usable: %s", (size_t) TP_UUID_LEN, tenant_id,
                       revision, err);
-        ngx_destroy_pool(pool);
-        return NULL;
+
+        if (code == TP_POLICY_ENOMEM) {
+            ngx_destroy_pool(pool);
+            return NULL;
+        }
     }
+
+    /* the pool's own block, and what the compilation kept of it */
+
+    ps->bytes = NGX_DEFAULT_POOL_SIZE + ps->mem.bytes;
 
     return ps;
 }
 
 
 static ngx_int_t
-ngx_http_trueport_policy_store(ngx_http_trueport_policy_node_t *node,
-    u_char *tenant_id, ngx_http_trueport_policy_set_t *ps)
+ngx_http_trueport_policy_store(ngx_http_request_t *r,
+    ngx_http_trueport_policy_node_t *node, u_char *tenant_id,
+    ngx_http_trueport_policy_set_t *ps)
 {
-    ngx_http_trueport_policy_set_t  *old;
+    ngx_queue_t                      *q;
+    ngx_http_trueport_policy_node_t  *old;
+    ngx_http_trueport_main_conf_t    *tmcf;
 
-    if (node) {
-        old = node->current;
-        node->current = ps;
-        ngx_http_trueport_policy_release(old);
-
-        return NGX_OK;
-    }
-
-    if (ngx_http_trueport_policy_pool == NULL) {
-        ngx_http_trueport_policy_pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE,
-                                                        ngx_cycle->log);
-        if (ngx_http_trueport_policy_pool == NULL) {
-            return NGX_ERROR;
-        }
-
+    if (!ngx_http_trueport_policy_ready) {
         ngx_rbtree_init(&ngx_http_trueport_policy_tree,
                         &ngx_http_trueport_policy_sentinel,
                         ngx_str_rbtree_insert_value);
+        ngx_queue_init(&ngx_http_trueport_policy_lru);
+        ngx_http_trueport_policy_ready = 1;
     }
 
-    node = ngx_pcalloc(ngx_http_trueport_policy_pool,
-                       sizeof(ngx_http_trueport_policy_node_t));
-    if (node == NULL) {
-        return NGX_ERROR;
+    if (node) {
+        ngx_http_trueport_policy_bytes -= node->current->bytes;
+        ngx_http_trueport_policy_release(node->current);
+        ngx_queue_remove(&node->lru);
+
+    } else {
+        node = ngx_alloc(sizeof(ngx_http_trueport_policy_node_t),
+                         ngx_cycle->log);
+        if (node == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(node, sizeof(ngx_http_trueport_policy_node_t));
+        ngx_memcpy(node->tenant_id, tenant_id, TP_UUID_LEN);
+
+        node->sn.str.data = node->tenant_id;
+        node->sn.str.len = TP_UUID_LEN;
+        node->sn.node.key = ngx_crc32_short(tenant_id, TP_UUID_LEN);
+
+        ngx_rbtree_insert(&ngx_http_trueport_policy_tree, &node->sn.node);
     }
 
-    ngx_memcpy(node->tenant_id, tenant_id, TP_UUID_LEN);
-
-    node->sn.str.data = node->tenant_id;
-    node->sn.str.len = TP_UUID_LEN;
-    node->sn.node.key = ngx_crc32_short(tenant_id, TP_UUID_LEN);
     node->current = ps;
+    ngx_http_trueport_policy_bytes += ps->bytes;
+    ngx_queue_insert_head(&ngx_http_trueport_policy_lru, &node->lru);
 
-    ngx_rbtree_insert(&ngx_http_trueport_policy_tree, &node->sn.node);
+    /*
+     * the least recently used sets beyond the cache's size go; a request
+     * still evaluating one keeps it until it is done
+     */
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_trueport_module);
+
+    while (ngx_http_trueport_policy_bytes > tmcf->policy_cache) {
+        q = ngx_queue_last(&ngx_http_trueport_policy_lru);
+        old = ngx_queue_data(q, ngx_http_trueport_policy_node_t, lru);
+
+        if (old == node) {
+            break;
+        }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "trueport policy cache: evict %*s",
+                       (size_t) TP_UUID_LEN, old->tenant_id);
+
+        ngx_queue_remove(q);
+        ngx_rbtree_delete(&ngx_http_trueport_policy_tree, &old->sn.node);
+        ngx_http_trueport_policy_bytes -= old->current->bytes;
+        ngx_http_trueport_policy_release(old->current);
+        ngx_free(old);
+    }
 
     return NGX_OK;
+}
+
+
+/* a cached set: the most recently used now */
+
+static ngx_int_t
+ngx_http_trueport_policy_use(ngx_http_request_t *r,
+    ngx_http_trueport_ctx_t *ctx, ngx_http_trueport_policy_node_t *node)
+{
+    ngx_queue_remove(&node->lru);
+    ngx_queue_insert_head(&ngx_http_trueport_policy_lru, &node->lru);
+
+    return ngx_http_trueport_policy_ref(r, ctx, node->current);
 }
 
 
@@ -561,7 +660,7 @@ ngx_http_trueport_policy_release(void *data)
     }
 
     tp_policy_destroy(ps->set);
-    ngx_destroy_pool(ps->pool);
+    ngx_destroy_pool(ps->mem.pool);
 }
 
 
@@ -604,6 +703,7 @@ ngx_http_trueport_policy_check(ngx_http_request_t *r,
     ngx_str_t                       body, id;
     tp_alloc_t                     *a;
     tp_prompt_t                    *prompt;
+    ngx_http_trueport_policy_mem_t *mem;
     const char                     *model, *name;
     const u_char                   *out;
     tp_policy_ctx_t                 pctx;
@@ -631,14 +731,17 @@ ngx_http_trueport_policy_check(ngx_http_request_t *r,
     }
 
     a = ngx_palloc(r->pool, sizeof(tp_alloc_t));
-    if (a == NULL) {
+    mem = ngx_pcalloc(r->pool, sizeof(ngx_http_trueport_policy_mem_t));
+    if (a == NULL || mem == NULL) {
         return NGX_ERROR;
     }
+
+    mem->pool = r->pool;
 
     a->alloc = ngx_http_trueport_policy_alloc;
     a->realloc = ngx_http_trueport_policy_realloc;
     a->free = ngx_http_trueport_policy_free;
-    a->ctx = r->pool;
+    a->ctx = mem;
 
     /*
      * Gemini names the model in the path: .../models/<model>:<method>.
@@ -714,10 +817,10 @@ ngx_http_trueport_policy_check(ngx_http_request_t *r,
 
     if (res.match_errors) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "trueport: %ui regex matches of rule %s hit a limit "
-                      "and count as not matching",
-                      (ngx_uint_t) res.match_errors,
-                      res.match_error_rule ? res.match_error_rule : "?");
+                      "trueport: %ui regex rules could not finish, the "
+                      "first %s%s", (ngx_uint_t) res.match_errors,
+                      res.match_error_rule ? res.match_error_rule : "?",
+                      res.unfinished ? ": request refused" : "");
     }
 
     ngx_str_null(&id);
@@ -773,22 +876,35 @@ ngx_http_trueport_policy_check(ngx_http_request_t *r,
 
         msg = ngx_pnalloc(r->pool, len + ngx_escape_json(NULL, (u_char *) name,
                                                          len)
-                                   + ngx_strlen(v->detector) + 128);
+                                   + ngx_strlen(v->detector)
+                                   + TP_POLICY_EXCERPT_MAX + 128);
         if (msg == NULL) {
             return NGX_ERROR;
         }
 
-        p = ngx_cpymem(msg, "request blocked by policy '",
-                       sizeof("request blocked by policy '") - 1);
-        p = (u_char *) ngx_escape_json(p, (u_char *) name, len);
-        p = ngx_sprintf(p, "' (%s); violation %V", v->detector, &id);
+        if (v == res.unfinished) {
+            /* fail closed: the rule could not say whether it matches */
+            p = ngx_cpymem(msg, "policy '", sizeof("policy '") - 1);
+            p = (u_char *) ngx_escape_json(p, (u_char *) name, len);
+            p = ngx_sprintf(p, "' could not finish checking the request "
+                            "(%s); violation %V", v->excerpt, &id);
+
+            ctx->policy_err = NGX_HTTP_TRUEPORT_ERR_POLICY_UNAVAILABLE;
+
+        } else {
+            p = ngx_cpymem(msg, "request blocked by policy '",
+                           sizeof("request blocked by policy '") - 1);
+            p = (u_char *) ngx_escape_json(p, (u_char *) name, len);
+            p = ngx_sprintf(p, "' (%s); violation %V", v->detector, &id);
+
+            ctx->policy_err = NGX_HTTP_TRUEPORT_ERR_POLICY_BLOCKED;
+        }
 
         ctx->policy_msg.data = msg;
         ctx->policy_msg.len = p - msg;
-        ctx->policy_err = NGX_HTTP_TRUEPORT_ERR_POLICY_BLOCKED;
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "trueport: request blocked by rule %s (%s), "
+                      "trueport: request refused by rule %s (%s), "
                       "violation %V", v->rule_id, v->detector, &id);
 
         return NGX_OK;
@@ -1033,10 +1149,12 @@ ngx_http_trueport_policy_record(ngx_http_request_t *r,
     rec.detector = v->detector;
 
     /* an excerpt of the prompt (masked, but still the prompt) only when the
-     * tenant's log_prompts says so; a model name or a count is not one */
+     * tenant's log_prompts says so; a model name, a count or the reason a
+     * rule could not finish is not one */
     if ((ctx->key.flags & TP_RESOLVE_LOG_PROMPTS)
         || ngx_strcmp(v->type, "model") == 0
-        || ngx_strcmp(v->type, "limits") == 0)
+        || ngx_strcmp(v->type, "limits") == 0
+        || ngx_strcmp(v->detector, "unfinished") == 0)
     {
         rec.excerpt = v->excerpt;
     }
@@ -1109,21 +1227,24 @@ ngx_http_trueport_policy_fail(ngx_http_request_t *r,
 
 
 /*
- * tp_alloc_t over an nginx pool: a size header for realloc; only large
- * blocks are ever given back (ngx_pfree), the rest goes with the pool.
+ * tp_alloc_t over an nginx pool (ngx_http_trueport_policy_mem_t): a size
+ * header for realloc, and the bytes in use counted; only large blocks are
+ * ever given back (ngx_pfree), the rest goes with the pool.
  */
 
 static void *
 ngx_http_trueport_policy_alloc(void *ctx, size_t n)
 {
-    u_char  *p;
+    u_char                          *p;
+    ngx_http_trueport_policy_mem_t  *mem = ctx;
 
-    p = ngx_palloc(ctx, NGX_HTTP_TRUEPORT_ALLOC_HDR + n);
+    p = ngx_palloc(mem->pool, NGX_HTTP_TRUEPORT_ALLOC_HDR + n);
     if (p == NULL) {
         return NULL;
     }
 
     *(size_t *) p = n;
+    mem->bytes += NGX_HTTP_TRUEPORT_ALLOC_HDR + n;
 
     return p + NGX_HTTP_TRUEPORT_ALLOC_HDR;
 }
@@ -1160,8 +1281,21 @@ ngx_http_trueport_policy_realloc(void *ctx, void *p, size_t n)
 static void
 ngx_http_trueport_policy_free(void *ctx, void *p)
 {
-    if (p != NULL) {
-        (void) ngx_pfree(ctx, (u_char *) p - NGX_HTTP_TRUEPORT_ALLOC_HDR);
+    u_char                          *b;
+    size_t                           size;
+    ngx_http_trueport_policy_mem_t  *mem = ctx;
+
+    if (p == NULL) {
+        return;
+    }
+
+    b = (u_char *) p - NGX_HTTP_TRUEPORT_ALLOC_HDR;
+    size = NGX_HTTP_TRUEPORT_ALLOC_HDR + *(size_t *) b;
+
+    /* a small block stays in the pool, and counted, until it goes */
+
+    if (ngx_pfree(mem->pool, b) == NGX_OK) {
+        mem->bytes -= size;
     }
 }
 
@@ -1174,4 +1308,71 @@ ngx_http_trueport_policy_prompt_cleanup(void *data)
     if (prompt != NULL) {
         tp_prompt_destroy(prompt);
     }
+}
+
+
+/*
+ * trueport_policy_budget [set=size] [rule=size] [regex=size]: the compile
+ * budgets of a tenant's rule set, of one rule and of a set's regex code
+ * (tp_policy_limits_t).  The sidecar refuses rules over its own
+ * TRUEPORT_POLICY_*_BYTES at write time; those must not be larger than
+ * these, or the gateway refuses (503) what the sidecar accepted.
+ */
+
+char *
+ngx_http_trueport_policy_budget(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_trueport_main_conf_t *tmcf = conf;
+
+    size_t              *field;
+    ssize_t              size;
+    ngx_str_t           *value, v;
+    ngx_uint_t           i;
+    tp_policy_limits_t  *lim;
+
+    lim = &tmcf->policy_limits;
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "set=", 4) == 0) {
+            field = &lim->set_bytes;
+            v.data = value[i].data + 4;
+
+        } else if (ngx_strncmp(value[i].data, "rule=", 5) == 0) {
+            field = &lim->rule_bytes;
+            v.data = value[i].data + 5;
+
+        } else if (ngx_strncmp(value[i].data, "regex=", 6) == 0) {
+            field = &lim->regex_bytes;
+            v.data = value[i].data + 6;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        v.len = value[i].data + value[i].len - v.data;
+        size = ngx_parse_size(&v);
+
+        /* as the sidecar's settings: 4k .. 64m */
+
+        if (size == NGX_ERROR || size < 4096 || size > 64 * 1024 * 1024) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid size \"%V\", 4k to 64m", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        *field = (size_t) size;
+    }
+
+    if (lim->rule_bytes > lim->set_bytes || lim->regex_bytes > lim->set_bytes)
+    {
+        return "the budgets of a rule and of regexes may not exceed the "
+               "budget of a set";
+    }
+
+    return NGX_CONF_OK;
 }

@@ -92,7 +92,7 @@
  * (regex_bytes, a set's, counted in set_bytes as well). With these figures
  * a maximal set compiles in a few ms (bench/policy-compile.sh).
  */
-#define TP_POLICY_SET_BYTES       (2u * 1024 * 1024)   /* a tenant's set */
+#define TP_POLICY_SET_BYTES       (4u * 1024 * 1024)   /* a tenant's set */
 #define TP_POLICY_RULE_BYTES      (1024u * 1024)       /* one rule */
 #define TP_POLICY_REGEX_BYTES     (256u * 1024)        /* a set's regexes */
 #define TP_POLICY_RULE_MS         10     /* regex time of one rule */

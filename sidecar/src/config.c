@@ -85,7 +85,7 @@ static const config_row_t config_table[] = {
     /* the gateway's compile budgets (trueport_policy_budget must be at
      * least as large): the defaults keep a maximal set's compilation to
      * ~2.5 ms of a worker's CPU (bench/policy-compile.sh) */
-    { "TRUEPORT_POLICY_SET_BYTES", T_INT, &cfg.policy_set_bytes, "2097152",
+    { "TRUEPORT_POLICY_SET_BYTES", T_INT, &cfg.policy_set_bytes, "4194304",
       65536, 64L * 1024 * 1024,
       "compiled size of a tenant's enabled policy rules, bytes" },
     { "TRUEPORT_POLICY_RULE_BYTES", T_INT, &cfg.policy_rule_bytes, "1048576",
