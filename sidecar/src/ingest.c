@@ -670,10 +670,12 @@ commit_batch(PGconn *c, batch_t *b, spool_file_t *f, long long new_offset)
                           " FROM STDIN", &b->viol, "copy violations") != 0
             /* a worker's cached answer may predate the tenant turning
              * log_prompts off: prompt excerpts pass only while it is on
-             * (a model name or a count is not one; policy.c) */
+             * (a model name, a count or the reason a rule could not
+             * finish is not one; policy.c) */
             || pq_ok(c, PQexec(c, "UPDATE viol_stage s SET excerpt = NULL"
                                   " WHERE excerpt IS NOT NULL AND rule_type"
                                   " NOT IN ('model', 'limits')"
+                                  " AND detector <> 'unfinished'"
                                   " AND NOT EXISTS (SELECT 1 FROM"
                                   " tenant_configs lp WHERE lp.tenant_id ="
                                   " s.tenant_id AND lp.key = 'log_prompts'"
