@@ -32,7 +32,7 @@ PURE_TESTS  := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c)
 FUZZERS     := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard t/fuzz/fuzz_*.c))
 
 .PHONY: all module sidecar unit deps run stop test test-asan clean fuzz bench \
-        policy-bench bench-shm
+        policy-bench bench-shm bench-policy
 
 all: module sidecar unit
 
@@ -125,7 +125,7 @@ $(BUILD)/tools/policy-bench: t/tools/policy_bench.c $(POLICY_OBJ) $(POLICY_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ingx_trueport_module $(LDFLAGS) -o $@ $< $(POLICY_OBJ) $(LDLIBS)
 # build/tools/policy-compile-bench: compile time of maximal allowed rule
-# sets (bench/policy-compile.sh)
+# sets (make bench-policy)
 policy-bench: $(BUILD)/tools/policy-compile-bench
 
 $(BUILD)/tools/policy-compile-bench: t/tools/policy_compile_bench.c $(POLICY_OBJ) $(POLICY_H)
@@ -193,6 +193,15 @@ bench-shm:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory module sidecar $(BUILD)/tools/shm-collide
 	@bench/shm-collide.sh
+
+# issue 13: a worker's RSS with 500 tenants' rule sets loaded, and what
+# compiling a maximal allowed set costs (bench/policy-rss.sh,
+# build/tools/policy-compile-bench)
+bench-policy:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory module sidecar $(BUILD)/tools/policy-compile-bench
+	@$(BUILD)/tools/policy-compile-bench
+	@bench/policy-rss.sh
 
 clean:
 	rm -rf $(BUILD) build-asan

@@ -90,7 +90,7 @@
  * PCRE2 code and again per byte of JIT code, several times anything else
  * (~1 ns a byte): their code and JIT code have a budget of their own
  * (regex_bytes, a set's, counted in set_bytes as well). With these figures
- * a maximal set compiles in a few ms (bench/policy-compile.sh).
+ * a maximal set compiles in a few ms (make bench-policy).
  */
 #define TP_POLICY_SET_BYTES       (4u * 1024 * 1024)   /* a tenant's set */
 #define TP_POLICY_RULE_BYTES      (1024u * 1024)       /* one rule */

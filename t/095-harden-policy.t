@@ -29,7 +29,9 @@ workers(1);
 our $SPOOL = work_dir() . '/spool';
 make_path($SPOOL, { mode => 0755 });
 
-use_sidecar(env => { TRUEPORT_SPOOL_DIR => $SPOOL });
+# the load's JSON limit lowered from 1 MiB, for TEST 3
+use_sidecar(env => { TRUEPORT_SPOOL_DIR => $SPOOL,
+                     TRUEPORT_POLICY_LOAD_BYTES => 100000 });
 gw_setup(policy => 1);
 
 our $P = '/trueportai-services/api/v1/policies';
@@ -231,7 +233,30 @@ ok(!$on, 'enabling it would pass the set budget: refused, still disabled');
 
 
 
-=== TEST 3: a set over the gateway's trueport_policy_budget: 503, compiled once, nothing upstream
+=== TEST 3: rules whose JSON the gateway could not load (over TRUEPORT_POLICY_LOAD_BYTES) are refused
+--- init
+my $X = main::gw_tenant();
+# 8,000 one-letter keywords: ~40 KB of JSON, a small automaton
+my $many = { name => 'letters', type => 'keywords', action => 'log',
+             config => { keywords => [ map { ('a' .. 'z')[$_ % 26] x (1 + $_ % 3) } 1 .. 8000 ] } };
+is(main::post_rule($X, $many)->{status}, 201, 'one: 201');
+is(main::post_rule($X, { %$many, name => 'letters 2' })->{status}, 201, 'two: 201');
+$::tok = $X->{token};
+$::body = json_encode({ %$many, name => 'letters 3' });
+--- config
+    location /trueportai-services/api/ {
+        proxy_pass http://trueport_sidecar;
+    }
+--- request eval
+"POST /trueportai-services/api/v1/policies\n$::body"
+--- more_headers eval
+"Authorization: Bearer $::tok\nContent-Type: application/json"
+--- error_code: 422
+--- response_body_like: "code":"policy_too_large","message":"rule \\"letters 3\\": the organisation's enabled rules would be \d+ bytes of JSON for the gateway to load, over the limit of 100000 bytes"
+
+
+
+=== TEST 4: a set over the gateway's trueport_policy_budget: 503, compiled once, nothing upstream
 --- http_config: $TEST_NGINX_GW_HTTP_SMALL
 --- config: $TEST_NGINX_GW
 --- request eval
@@ -254,7 +279,7 @@ not usable
 
 
 
-=== TEST 4: each worker's cache is bounded by bytes: the least recently used set is evicted
+=== TEST 5: each worker's cache is bounded by bytes: the least recently used set is evicted
 --- http_config: $TEST_NGINX_GW_HTTP_LRU
 --- config: $TEST_NGINX_GW
 --- request eval
@@ -274,7 +299,7 @@ ok($mem >= 4, 'the log says what each set costs');
 
 
 
-=== TEST 5: a block rule whose regex cannot finish: 403 policy_unavailable in each provider's shape, nothing upstream
+=== TEST 6: a block rule whose regex cannot finish: 403 policy_unavailable in each provider's shape, nothing upstream
 --- http_config: $TEST_NGINX_GW_HTTP_SPOOL
 --- config: $TEST_NGINX_GW
 --- request eval
@@ -305,7 +330,7 @@ regex rules could not finish
 
 
 
-=== TEST 6: a redact rule that cannot finish: refused, never sent unredacted
+=== TEST 7: a redact rule that cannot finish: refused, never sent unredacted
 --- http_config: $TEST_NGINX_GW_HTTP_SPOOL
 --- config: $TEST_NGINX_GW
 --- request eval
@@ -327,7 +352,7 @@ is($v && "$v->{action}/$v->{detector}/$v->{excerpt}", 'redact/unfinished/match l
 
 
 
-=== TEST 7: a log rule that cannot finish fails open and records that it did
+=== TEST 8: a log rule that cannot finish fails open and records that it did
 --- http_config: $TEST_NGINX_GW_HTTP_SPOOL
 --- config: $TEST_NGINX_GW
 --- request eval
@@ -346,7 +371,7 @@ regex rules could not finish
 
 
 
-=== TEST 8: each rule its own time: two slow log rules do not spend the budget of the block rule after them
+=== TEST 9: each rule its own time: two slow log rules do not spend the budget of the block rule after them
 --- http_config: $TEST_NGINX_GW_HTTP_SPOOL
 --- config: $TEST_NGINX_GW
 --- request eval

@@ -83,8 +83,8 @@ static const config_row_t config_table[] = {
       " [http://|https://]host[:port|:*], comma separated, \"*\" inside"
       " one label (https and port 443 unless given)" },
     /* the gateway's compile budgets (trueport_policy_budget must be at
-     * least as large): the defaults keep a maximal set's compilation to
-     * ~2.5 ms of a worker's CPU (bench/policy-compile.sh) */
+     * least as large): the defaults keep a maximal set's compilation to a
+     * few ms of a worker's CPU (make bench-policy) */
     { "TRUEPORT_POLICY_SET_BYTES", T_INT, &cfg.policy_set_bytes, "4194304",
       65536, 64L * 1024 * 1024,
       "compiled size of a tenant's enabled policy rules, bytes" },
@@ -93,6 +93,12 @@ static const config_row_t config_table[] = {
     { "TRUEPORT_POLICY_REGEX_BYTES", T_INT, &cfg.policy_regex_bytes,
       "262144", 4096, 64L * 1024 * 1024,
       "PCRE2 and JIT code of a tenant's regex rules, bytes" },
+    /* at most the gateway's subrequest_output_buffer_size of its policies
+     * location (1m in conf.d/trueport.conf) */
+    { "TRUEPORT_POLICY_LOAD_BYTES", T_INT, &cfg.policy_load_bytes, "1048576",
+      4096, 64L * 1024 * 1024,
+      "JSON of a tenant's enabled policy rules as the gateway loads it,"
+      " bytes" },
 };
 
 #define N_ROWS (sizeof(config_table) / sizeof(config_table[0]))

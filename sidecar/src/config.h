@@ -39,6 +39,7 @@ typedef struct {
     long   policy_set_bytes;     /* a tenant's enabled rules, compiled */
     long   policy_rule_bytes;    /* one rule, compiled */
     long   policy_regex_bytes;   /* a tenant's regexes, PCRE2 + JIT code */
+    long   policy_load_bytes;    /* their JSON, as the gateway loads it */
 } config_t;
 
 extern config_t cfg;

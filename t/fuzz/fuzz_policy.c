@@ -1,8 +1,12 @@
 /* fuzz_policy.c - libFuzzer target for rule compilation and evaluation:
  * the input is rules JSON, then "\n--\n", then a request body (a few fixed
- * bodies are evaluated too). Byte 0 picks the provider and the context.
- * Checks that a compiled set evaluates and redacts to valid JSON, and runs
- * tp_policy_validate_rule over the bytes a set did not compile from. */
+ * bodies are evaluated too). Byte 0 picks the provider and the context,
+ * and with bit 0x80 tight budgets and limits (a few KB compiled, a small
+ * match limit, no time), so refusals and unfinished rules are driven too.
+ * Checks that a compiled set stays within its budgets, evaluates (a rule
+ * that could not finish blocks unless it only logs) and redacts to valid
+ * JSON, and runs tp_policy_check_rule over the bytes a set did not compile
+ * from. */
 #include "trueport_policy.h"
 
 #include <stdint.h>
@@ -37,6 +41,10 @@ static const int body_providers[] = {
     TP_OPENAI, TP_ANTHROPIC, TP_GOOGLE, TP_OPENAI, TP_ANTHROPIC, TP_GOOGLE
 };
 
+static const tp_policy_limits_t  tight = {
+    8192, 4096, 4096, 1000, 100, 64, 0, 0
+};
+
 static void
 check(tp_policy_set_t *set, int provider, const unsigned char *body, size_t len,
       const tp_policy_ctx_t *ctx)
@@ -56,6 +64,13 @@ check(tp_policy_set_t *set, int provider, const unsigned char *body, size_t len,
         abort();
     }
     if ((r.action == TP_ACTION_BLOCK) != (r.blocked_by != NULL) || r.nviolations > TP_POLICY_MAX_VIOLATIONS) {
+        abort();
+    }
+    if (r.unfinished != NULL
+        && (r.action != TP_ACTION_BLOCK || r.blocked_by != r.unfinished
+            || r.unfinished->action == TP_ACTION_LOG
+            || strcmp(r.unfinished->detector, "unfinished") != 0 || r.unfinished->excerpt[0] == '\0'))
+    {
         abort();
     }
     for (i = 0; i < r.nviolations; i++) {
@@ -79,11 +94,13 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char  *envs[] = { NULL, "production", "dev" };
-    tp_policy_ctx_t     ctx;
-    tp_policy_set_t    *set;
-    const uint8_t      *sep = NULL;
-    size_t              rlen, i;
-    char                err[256];
+    tp_policy_ctx_t           ctx;
+    tp_policy_set_t          *set;
+    const tp_policy_limits_t *lim;
+    const uint8_t            *sep = NULL;
+    size_t                    rlen, i, rsize;
+    char                      err[256];
+    int                       code, rc;
 
     if (size < 1) {
         return 0;
@@ -91,6 +108,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ctx.provider = data[0] % TP_PROVIDERS;
     ctx.env = envs[(data[0] >> 2) % 3];
     ctx.key_id = (data[0] & 0x40) ? "key-1" : NULL;
+    lim = (data[0] & 0x80) ? &tight : &tp_policy_limits_default;
     data++;
     size--;
 
@@ -102,14 +120,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     rlen = sep ? (size_t) (sep - data) : size;
 
-    set = tp_policy_compile(&A, (const char *) data, rlen, err, sizeof(err));
+    set = tp_policy_compile_limits(&A, (const char *) data, rlen, lim, &code, err, sizeof(err));
     if (set == NULL) {
-        if (err[0] == '\0') {
+        if (err[0] == '\0' || code == TP_POLICY_OK) {
             abort();
         }
         /* a lone rule object must be judged the same way */
-        (void) tp_policy_validate_rule((const char *) data, rlen, err, sizeof(err));
+        rc = tp_policy_check_rule((const char *) data, rlen, lim, &rsize, err, sizeof(err));
+        if ((rc == TP_POLICY_OK && rsize > lim->rule_bytes) || (rc != TP_POLICY_OK && err[0] == '\0')) {
+            abort();
+        }
         return 0;
+    }
+    if (code != TP_POLICY_OK || tp_policy_size(set) > lim->set_bytes
+        || tp_policy_regex_size(set) > lim->regex_bytes || tp_policy_regex_size(set) > tp_policy_size(set))
+    {
+        abort();
     }
     for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
         check(set, body_providers[i], (const unsigned char *) bodies[i],

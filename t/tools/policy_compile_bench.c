@@ -1,5 +1,5 @@
 /* policy_compile_bench.c - the cost of compiling a maximal allowed rule set
- * (bench/policy-compile.sh): for each shape below, one rule is grown to the
+ * (make bench-policy): for each shape below, one rule is grown to the
  * per-rule budget (tp_policy_check_rule, a binary search on its size), then
  * copies of it (other ids) fill the set budget, as the sidecar would let a
  * tenant write them. Prints, per shape, the rules, the set's compiled size

@@ -5,7 +5,8 @@
  * gateway can compile, within its compile budgets: a rule's compiled size
  * (TRUEPORT_POLICY_RULE_BYTES), and after the write, in its transaction,
  * the tenant's enabled rules compiled as the gateway will load them
- * (TRUEPORT_POLICY_SET_BYTES, TRUEPORT_POLICY_REGEX_BYTES). Every write
+ * (TRUEPORT_POLICY_SET_BYTES, TRUEPORT_POLICY_REGEX_BYTES) and their JSON
+ * as the gateway loads it (TRUEPORT_POLICY_LOAD_BYTES). Every write
  * moves the tenant's policy_revision in the same transaction (a trigger,
  * migrations/0006_policies.sql). */
 #include "handlers.h"
@@ -543,6 +544,17 @@ policy_check_budget(req_t *r, const policy_in_t *in)
     }
     json = policy_rules_json(r, r->auth.tenant_id);
     if (json == NULL) {
+        return -1;
+    }
+    /* the gateway reads the load into one buffer of its policies location
+     * (subrequest_output_buffer_size, 1m as shipped): a larger answer could
+     * never be loaded */
+    if (strlen(json) > (size_t) cfg.policy_load_bytes) {
+        reply_error(r, 422, "policy_too_large",
+                    "rule \"%s\": the organisation's enabled rules would be"
+                    " %zu bytes of JSON for the gateway to load, over the"
+                    " limit of %ld bytes", org_safe(r, in->name, 64),
+                    strlen(json), cfg.policy_load_bytes);
         return -1;
     }
     policy_limits(&lim);
