@@ -116,13 +116,15 @@ tp_spool_append(tp_spool_t *s, const char *rec, size_t len, int64_t now_ms)
 
 
 off_t
-tp_spool_scan(const char *dir)
+tp_spool_scan(const char *dir, unsigned *files)
 {
     DIR           *d;
     size_t         n;
     off_t          total = 0;
     struct stat    st;
     struct dirent *e;
+
+    *files = 0;
 
     d = opendir(dir);
     if (d == NULL) {
@@ -141,6 +143,7 @@ tp_spool_scan(const char *dir)
             && S_ISREG(st.st_mode))
         {
             total += st.st_size;
+            (*files)++;
         }
     }
 

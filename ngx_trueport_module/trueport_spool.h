@@ -40,8 +40,9 @@ int tp_spool_append(tp_spool_t *s, const char *rec, size_t len, int64_t now_ms);
 void tp_spool_seal(tp_spool_t *s);
 
 /* The bytes of the spool's files in dir (.open and .jsonl: what the
- * ingester reads and removes), or -1 when dir cannot be read. */
-off_t tp_spool_scan(const char *dir);
+ * ingester reads and removes), or -1 when dir cannot be read; *files gets
+ * their number. */
+off_t tp_spool_scan(const char *dir, unsigned *files);
 
 /* where a total stands against the cap */
 #define TP_SPOOL_BELOW  0

@@ -85,15 +85,17 @@ main(void)
     {
         char   junk[600];
         FILE  *f;
+        unsigned files;
 
         snprintf(junk, sizeof(junk), "%s/not-a-spool-file.tmp", dir);
         f = fopen(junk, "w");
         if (f) { fputs("ignored", f); fclose(f); }
         /* 5 records of 4242 (rotated twice), 1 of 4243 */
-        is_int(tp_spool_scan(dir), 6 * (long long) strlen(rec),
+        is_int(tp_spool_scan(dir, &files), 6 * (long long) strlen(rec),
                "scan: the bytes of .open and .jsonl files, nothing else");
+        is_int(files, 4, "scan: and their number");
         is_int(s.written, 0, "written: a spool that wrote nothing");
-        is_int(tp_spool_scan("/nonexistent/dir"), -1, "scan: no dir, -1");
+        is_int(tp_spool_scan("/nonexistent/dir", &files), -1, "scan: no dir, -1");
     }
 
     is_int(tp_spool_level(0, 1000), TP_SPOOL_BELOW, "level: empty");
