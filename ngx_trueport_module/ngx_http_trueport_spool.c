@@ -253,7 +253,7 @@ ngx_http_trueport_spool_init_module(ngx_cycle_t *cycle)
 
         if (statvfs((const char *) tmcf->spool.data, &vfs) == 0) {
             total = ngx_min(total, (off_t) (vfs.f_blocks
-                                            /                                             NGX_HTTP_TRUEPORT_SPOOL_SHARE)
+                                            / NGX_HTTP_TRUEPORT_SPOOL_SHARE)
                                    * (off_t) vfs.f_frsize);
 
         } else {
