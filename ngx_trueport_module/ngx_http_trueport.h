@@ -84,7 +84,7 @@ typedef struct {
 
 /* changes with the zone's layout: a reload with a module of another
  * layout must not read the old zone as its own */
-#define NGX_HTTP_TRUEPORT_ZONE_MAGIC  0x7472756570727434ULL   /* "trueprt4" */
+#define NGX_HTTP_TRUEPORT_ZONE_MAGIC  0x7472756570727435ULL   /* "trueprt5" */
 
 typedef struct {
     uint64_t                           magic;
@@ -105,6 +105,12 @@ typedef struct {
     ngx_http_trueport_htable_t         ml;
     ngx_queue_t                        ml_queue;
     ngx_uint_t                         ml_entries;
+
+    /* the spool (ngx_http_trueport_spool.c), without the mutex: bytes
+     * every worker has appended, refusals aggregated and dropped */
+    ngx_atomic_t                       spool_written;
+    ngx_atomic_t                       spool_aggregated;
+    ngx_atomic_t                       spool_dropped;
 } ngx_http_trueport_shctx_t;
 
 
@@ -141,6 +147,17 @@ typedef struct {
 } ngx_http_trueport_zone_stats_t;
 
 
+/* the spool as a worker sees it, for trueport_health */
+
+typedef struct {
+    ngx_uint_t                         on;
+    off_t                              total;
+    off_t                              max_total;
+    ngx_atomic_uint_t                  aggregated;
+    ngx_atomic_uint_t                  dropped;
+} ngx_http_trueport_spool_stats_t;
+
+
 typedef struct {
     ngx_shm_zone_t              *shm_zone;
 
@@ -160,6 +177,7 @@ typedef struct {
     ngx_str_t                    spool;          /* "": off; NUL-ended */
     off_t                        spool_max_size;
     time_t                       spool_max_age;
+    off_t                        spool_max_total;  /* 0 until init_module */
 
     unsigned                     health:1;
     unsigned                     gateway:1;
@@ -386,13 +404,20 @@ ngx_int_t ngx_http_trueport_request_id_variable(ngx_http_request_t *r,
 
 /* ngx_http_trueport_meter.c */
 
-char *ngx_http_trueport_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_trueport_meter_init(ngx_conf_t *cf);
-ngx_int_t ngx_http_trueport_meter_init_module(ngx_cycle_t *cycle);
-ngx_int_t ngx_http_trueport_meter_init_process(ngx_cycle_t *cycle);
-void ngx_http_trueport_meter_exit_process(ngx_cycle_t *cycle);
+
+/* ngx_http_trueport_spool.c */
+
+char *ngx_http_trueport_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_trueport_spool_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_trueport_spool_init_process(ngx_cycle_t *cycle);
+void ngx_http_trueport_spool_exit_process(ngx_cycle_t *cycle);
+ngx_uint_t ngx_http_trueport_spool_active(void);
 ngx_int_t ngx_http_trueport_spool_append(ngx_log_t *log, const char *line,
     size_t len);
+ngx_int_t ngx_http_trueport_spool_refusal(ngx_log_t *log, ngx_str_t *id,
+    const char *line, size_t len);
+void ngx_http_trueport_spool_stats(ngx_http_trueport_spool_stats_t *st);
 
 
 extern ngx_module_t  ngx_http_trueport_module;

@@ -117,6 +117,7 @@ ngx_http_trueport_health_json(ngx_http_request_t *r, ngx_str_t *json)
     ngx_str_t                      *name;
     ngx_shm_zone_t                 *shm_zone;
     ngx_http_trueport_zone_stats_t  st;
+    ngx_http_trueport_spool_stats_t  sp;
     ngx_http_trueport_main_conf_t  *tmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_trueport_module);
@@ -126,6 +127,14 @@ ngx_http_trueport_health_json(ngx_http_request_t *r, ngx_str_t *json)
           + sizeof(",\"sidecar\":{\"last_ok\":false,\"last_status\":"
                    ",\"last_at\":}}\n") - 1
           + NGX_INT_T_LEN + NGX_TIME_T_LEN;
+
+    /* the spool as this worker sees it; its counters are all workers' */
+
+    ngx_http_trueport_spool_stats(&sp);
+
+    len += sizeof(",\"spool\":{\"total\":,\"max_total\":,\"aggregated\":"
+                  ",\"dropped\":}") - 1
+           + 2 * NGX_OFF_T_LEN + 2 * NGX_ATOMIC_T_LEN;
 
     if (shm_zone) {
         ngx_http_trueport_zone_stats(shm_zone, &st);
@@ -176,6 +185,15 @@ ngx_http_trueport_health_json(ngx_http_request_t *r, ngx_str_t *json)
 
     } else {
         p = ngx_cpymem(p, "null", sizeof("null") - 1);
+    }
+
+    if (sp.on) {
+        p = ngx_sprintf(p, ",\"spool\":{\"total\":%O,\"max_total\":%O,"
+                           "\"aggregated\":%uA,\"dropped\":%uA}",
+                        sp.total, sp.max_total, sp.aggregated, sp.dropped);
+
+    } else {
+        p = ngx_cpymem(p, ",\"spool\":null", sizeof(",\"spool\":null") - 1);
     }
 
     p = ngx_cpymem(p, ",\"sidecar\":{\"last_ok\":",

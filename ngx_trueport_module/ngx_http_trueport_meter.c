@@ -52,105 +52,6 @@ static const char *ngx_http_trueport_meter_request_model(ngx_http_request_t *r,
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
-static tp_spool_t   ngx_http_trueport_spool_file;
-static ngx_uint_t   ngx_http_trueport_spool_on;
-static time_t       ngx_http_trueport_spool_alert;
-
-
-char *
-ngx_http_trueport_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_trueport_main_conf_t *tmcf = conf;
-
-    u_char      *p;
-    ssize_t      size;
-    ngx_str_t   *value, dir, s;
-    ngx_int_t    age;
-    ngx_uint_t   i;
-
-    if (tmcf->spool.data != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    tmcf->spool_max_size = 64 * 1024 * 1024;
-    tmcf->spool_max_age = 60;
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "max_size=", 9) == 0) {
-            s.data = value[i].data + 9;
-            s.len = value[i].len - 9;
-
-            size = ngx_parse_size(&s);
-            if (size == NGX_ERROR || size < 4096) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "trueport: invalid spool size \"%V\"",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            tmcf->spool_max_size = size;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "max_age=", 8) == 0) {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-
-            age = ngx_parse_time(&s, 1);
-            if (age == NGX_ERROR || age < 1) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "trueport: invalid spool age \"%V\"",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            tmcf->spool_max_age = age;
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "trueport: invalid parameter \"%V\"", &value[i]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
-        ngx_str_set(&tmcf->spool, "");
-        return NGX_CONF_OK;
-    }
-
-    dir = value[1];
-
-    if (ngx_conf_full_name(cf->cycle, &dir, 0) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    /* the spool's file names must fit tp_spool_t's buffers */
-
-    if (dir.len == 0 || dir.len > 400) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "trueport: invalid spool directory \"%V\"",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    p = ngx_pnalloc(cf->pool, dir.len + 1);
-    if (p == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memcpy(p, dir.data, dir.len);
-    p[dir.len] = '\0';
-
-    tmcf->spool.data = p;
-    tmcf->spool.len = dir.len;
-
-    return NGX_CONF_OK;
-}
-
-
 ngx_int_t
 ngx_http_trueport_meter_init(ngx_conf_t *cf)
 {
@@ -180,107 +81,6 @@ ngx_http_trueport_meter_init(ngx_conf_t *cf)
     ngx_http_top_body_filter = ngx_http_trueport_meter_body_filter;
 
     return NGX_OK;
-}
-
-
-/*
- * In the master, once the configuration is read: the spool directory is
- * created if missing and, as nginx does for its temp paths, given to the
- * worker user, since the workers write there.
- */
-
-ngx_int_t
-ngx_http_trueport_meter_init_module(ngx_cycle_t *cycle)
-{
-    ngx_file_info_t                 fi;
-    ngx_core_conf_t                *ccf;
-    ngx_http_trueport_main_conf_t  *tmcf;
-
-    tmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_trueport_module);
-
-    if (tmcf == NULL || tmcf->spool.len == 0 || !tmcf->gateway) {
-        return NGX_OK;
-    }
-
-    if (ngx_file_info(tmcf->spool.data, &fi) == NGX_FILE_ERROR) {
-
-        if (ngx_create_dir(tmcf->spool.data, 0755) == NGX_FILE_ERROR
-            && ngx_errno != NGX_EEXIST)
-        {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                          ngx_create_dir_n " \"%s\" failed",
-                          tmcf->spool.data);
-            return NGX_ERROR;
-        }
-
-        if (ngx_file_info(tmcf->spool.data, &fi) == NGX_FILE_ERROR) {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                          ngx_file_info_n " \"%s\" failed", tmcf->spool.data);
-            return NGX_ERROR;
-        }
-    }
-
-    if (!ngx_is_dir(&fi)) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "trueport: spool \"%s\" is not a directory",
-                      tmcf->spool.data);
-        return NGX_ERROR;
-    }
-
-    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
-
-    if (geteuid() == 0
-        && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT
-        && fi.st_uid != ccf->user)
-    {
-        if (chown((const char *) tmcf->spool.data, ccf->user, -1) == -1) {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                          "chown(\"%s\", %d) failed",
-                          tmcf->spool.data, ccf->user);
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_trueport_meter_init_process(ngx_cycle_t *cycle)
-{
-    ngx_http_trueport_main_conf_t  *tmcf;
-
-    tmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_trueport_module);
-
-    if (tmcf == NULL || tmcf->spool.len == 0 || !tmcf->gateway) {
-        return NGX_OK;
-    }
-
-    if (access((const char *) tmcf->spool.data, W_OK) == -1) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
-                      "trueport: spool \"%s\" is not writable, "
-                      "usage is not recorded", tmcf->spool.data);
-    }
-
-    tp_spool_init(&ngx_http_trueport_spool_file,
-                  (const char *) tmcf->spool.data, ngx_pid,
-                  tmcf->spool_max_size, tmcf->spool_max_age);
-
-    ngx_http_trueport_spool_on = 1;
-
-    return NGX_OK;
-}
-
-
-void
-ngx_http_trueport_meter_exit_process(ngx_cycle_t *cycle)
-{
-    /* sealed, the file can be ingested whole and removed */
-
-    if (ngx_http_trueport_spool_on) {
-        tp_spool_seal(&ngx_http_trueport_spool_file);
-        ngx_http_trueport_spool_on = 0;
-    }
 }
 
 
@@ -409,9 +209,11 @@ ngx_http_trueport_meter_log_handler(ngx_http_request_t *r)
     ngx_http_variable_value_t      *vv;
     ngx_http_trueport_meter_t      *m;
     ngx_http_trueport_main_conf_t  *tmcf;
+    ngx_str_t                       id;
+    u_char                          idbuf[TP_SPOOL_AGG_ID];
     char                            line[TP_RECORD_MAX];
 
-    if (!ngx_http_trueport_spool_on) {
+    if (!ngx_http_trueport_spool_active()) {
         return NGX_OK;
     }
 
@@ -537,6 +339,26 @@ ngx_http_trueport_meter_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
+    /*
+     * Refused before going upstream (a 429, a disabled key, no route or
+     * credential): free to send, so bounded by the spool's cap, per key,
+     * kind, provider and status.  What went upstream, and a policy's
+     * block with its violations, is always written: the limiter bounds it.
+     */
+
+    if (!ctx->passed && !ctx->blocked) {
+        id.data = idbuf;
+        id.len = ngx_snprintf(idbuf, sizeof(idbuf), "%*s/%s/%ui/%ui",
+                              (size_t) TP_UUID_LEN, ctx->key.key_id,
+                              rec.error_kind ? rec.error_kind : "-",
+                              ctx->provider, status)
+                 - idbuf;
+
+        (void) ngx_http_trueport_spool_refusal(c->log, &id, line, len);
+
+        return NGX_OK;
+    }
+
     (void) ngx_http_trueport_spool_append(c->log, line, len);
 
     return NGX_OK;
@@ -632,44 +454,6 @@ ngx_http_trueport_meter_request_model(ngx_http_request_t *r,
 
     return ngx_http_trueport_meter_cstr(r->pool, (u_char *) model,
                                         ngx_strlen(model));
-}
-
-
-/*
- * One record, usage or violation, to the worker's spool file.  NGX_DECLINED:
- * no spool is configured; NGX_ERROR: the line was not written (logged).
- */
-
-ngx_int_t
-ngx_http_trueport_spool_append(ngx_log_t *log, const char *line, size_t len)
-{
-    ngx_time_t  *tp;
-
-    if (!ngx_http_trueport_spool_on) {
-        return NGX_DECLINED;
-    }
-
-    tp = ngx_timeofday();
-
-    if (tp_spool_append(&ngx_http_trueport_spool_file, line, len,
-                        (int64_t) tp->sec * 1000 + tp->msec)
-        == 0)
-    {
-        return NGX_OK;
-    }
-
-    /* one line a second at most: the disk may be full for long */
-
-    if (ngx_http_trueport_spool_alert != tp->sec) {
-        ngx_http_trueport_spool_alert = tp->sec;
-
-        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
-                      "trueport: record not spooled in \"%s\", "
-                      "%ui failed", ngx_http_trueport_spool_file.dir,
-                      (ngx_uint_t) ngx_http_trueport_spool_file.errors);
-    }
-
-    return NGX_ERROR;
 }
 
 

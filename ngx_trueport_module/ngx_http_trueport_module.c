@@ -166,11 +166,11 @@ ngx_module_t  ngx_http_trueport_module = {
     ngx_http_trueport_commands,            /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    ngx_http_trueport_meter_init_module,   /* init module */
+    ngx_http_trueport_spool_init_module,   /* init module */
     ngx_http_trueport_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ngx_http_trueport_meter_exit_process,  /* exit process */
+    ngx_http_trueport_spool_exit_process,  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -487,7 +487,7 @@ ngx_http_trueport_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_trueport_meter_init_process(cycle);
+    return ngx_http_trueport_spool_init_process(cycle);
 }
 
 

@@ -174,3 +174,27 @@ tp_record_violation(char *buf, size_t cap, const tp_violation_rec_t *v)
 
     return o.overflow ? 0 : o.len;
 }
+
+
+size_t
+tp_record_count(char *buf, size_t len, size_t cap, uint64_t count)
+{
+    out_t o = { buf, 0, cap, 0 };
+
+    if (len < 2 || len > cap || buf[len - 2] != '}' || buf[len - 1] != '\n') {
+        return 0;
+    }
+    if (count <= 1) {
+        return len;
+    }
+    if (len - 2 + sizeof(",\"count\":}\n") + 20 > cap) {
+        return 0;                    /* checked first: the line stays whole */
+    }
+
+    o.len = len - 2;
+    put_lit(&o, ",\"count\":");
+    put_uint(&o, count);
+    put(&o, "}\n", 2);
+
+    return o.overflow ? 0 : o.len;
+}

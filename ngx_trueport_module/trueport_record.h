@@ -53,4 +53,11 @@ typedef struct {
 size_t tp_record_usage(char *buf, size_t cap, const tp_usage_rec_t *r);
 size_t tp_record_violation(char *buf, size_t cap, const tp_violation_rec_t *v);
 
+/* Gives a complete line (it ends with "}\n") a "count" of the requests it
+ * stands for, in place: ...,"count":N}\n. A count of 1 is left out (absent
+ * means 1). Returns the new length, or 0 when the line is not one or cap
+ * is too small (TP_RECORD_COUNT_ROOM more than the line always does). */
+#define TP_RECORD_COUNT_ROOM  32
+size_t tp_record_count(char *buf, size_t len, size_t cap, uint64_t count);
+
 #endif

@@ -3,10 +3,12 @@
  * ingested, so a record is never lost to rotation. */
 #include "trueport_spool.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 
@@ -89,6 +91,9 @@ tp_spool_append(tp_spool_t *s, const char *rec, size_t len, int64_t now_ms)
     }
 
     n = write(s->fd, rec, len);
+    if (n > 0) {
+        s->written += n;
+    }
     if (n == (ssize_t) len) {
         s->size += n;
         s->errors = 0;
@@ -101,9 +106,147 @@ tp_spool_append(tp_spool_t *s, const char *rec, size_t len, int64_t now_ms)
         s->size += n;
         if (write(s->fd, "\n", 1) == 1) {
             s->size++;
+            s->written++;
         }
         errno = ENOSPC;
     }
     s->errors++;
     return -1;
+}
+
+
+off_t
+tp_spool_scan(const char *dir, unsigned *files)
+{
+    DIR           *d;
+    size_t         n;
+    off_t          total = 0;
+    struct stat    st;
+    struct dirent *e;
+
+    *files = 0;
+
+    d = opendir(dir);
+    if (d == NULL) {
+        return -1;
+    }
+
+    while ((e = readdir(d)) != NULL) {
+        n = strlen(e->d_name);
+        if (!((n > 5 && strcmp(e->d_name + n - 5, ".open") == 0)
+              || (n > 6 && strcmp(e->d_name + n - 6, ".jsonl") == 0)))
+        {
+            continue;
+        }
+        /* a file the ingester removed meanwhile is simply not counted */
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0
+            && S_ISREG(st.st_mode))
+        {
+            total += st.st_size;
+            (*files)++;
+        }
+    }
+
+    closedir(d);
+    return total;
+}
+
+
+int
+tp_spool_level(off_t total, off_t max_total)
+{
+    if (max_total <= 0) {
+        return TP_SPOOL_BELOW;
+    }
+    if (total >= max_total) {
+        return TP_SPOOL_FULL;
+    }
+    /* total * 10 cannot overflow: total < max_total, a disk's size */
+    return total * 10 >= max_total * 9 ? TP_SPOOL_NEAR : TP_SPOOL_BELOW;
+}
+
+
+void
+tp_spool_agg_init(tp_spool_agg_t *a, tp_spool_emit_pt emit, void *ctx)
+{
+    a->used = 0;
+    a->emit = emit;
+    a->ctx = ctx;
+}
+
+
+static void
+agg_emit(tp_spool_agg_t *a, unsigned i)
+{
+    tp_spool_agg_slot_t *sl = &a->slot[i];
+    size_t               n;
+
+    n = tp_record_count(sl->line, sl->len, sizeof(sl->line), sl->count);
+    a->emit(a->ctx, sl->line, n ? n : sl->len);
+
+    /* the last slot takes its place */
+    a->used--;
+    if (i != a->used) {
+        memcpy(sl, &a->slot[a->used], sizeof(*sl));
+    }
+}
+
+
+unsigned
+tp_spool_agg_flush(tp_spool_agg_t *a, int64_t sec)
+{
+    unsigned i, n = 0;
+
+    for (i = 0; i < a->used; /* void */) {
+        if (sec < 0 || a->slot[i].sec != sec) {
+            agg_emit(a, i);         /* slot i is now another one */
+            n++;
+        } else {
+            i++;
+        }
+    }
+    return n;
+}
+
+
+void
+tp_spool_agg_add(tp_spool_agg_t *a, const char *id, size_t id_len,
+    int64_t sec, const char *line, size_t len)
+{
+    tp_spool_agg_slot_t *sl;
+    unsigned             i, least;
+
+    if (id_len > TP_SPOOL_AGG_ID || len > TP_RECORD_MAX) {
+        a->emit(a->ctx, line, len);
+        return;
+    }
+
+    /* a new second: the old ones are done */
+    (void) tp_spool_agg_flush(a, sec);
+
+    for (i = 0; i < a->used; i++) {
+        sl = &a->slot[i];
+        if (sl->id_len == id_len && memcmp(sl->id, id, id_len) == 0) {
+            sl->count++;
+            return;
+        }
+    }
+
+    if (a->used == TP_SPOOL_AGG_SLOTS) {
+        /* the most refused ids keep their slots */
+        for (least = 0, i = 1; i < a->used; i++) {
+            if (a->slot[i].count < a->slot[least].count) {
+                least = i;
+            }
+        }
+        agg_emit(a, least);
+    }
+
+    sl = &a->slot[a->used++];
+    sl->sec = sec;
+    sl->count = 1;
+    sl->id_len = id_len;
+    memcpy(sl->id, id, id_len);
+    sl->len = len;
+    memcpy(sl->line, line, len);
 }

@@ -13,9 +13,12 @@ my $tenant = '11111111-2222-3333-4444-555555555555';
 my $key    = '99999999-8888-7777-6666-555555555555';
 my $seq = 0;
 
-# one spool file of $n records, written as a worker would
+# one spool file of $n records, written as a worker would ($count: each
+# an aggregated refusal standing for that many requests)
 sub spool_file {
-    my ($name, $n) = @_;
+    my ($name, $n, $count) = @_;
+    my $tail = $count ? qq{,"error_kind":"rate_limited","completed":true,"count":$count}
+                      : qq{,"error_kind":null,"completed":true};
     open my $fh, '>>', "$spool/$name" or die $!;
     my $t = int(time * 1000);
     for (1 .. $n) {
@@ -25,8 +28,8 @@ sub spool_file {
             . '"provider":"openai","model":"gpt-4o-mini","path":"/v1/chat/completions",'
             . '"status":200,"stream":false,"input_tokens":100,"output_tokens":10,'
             . '"cached_tokens":0,"total_tokens":110,"ttfb_ms":5,"latency_ms":9,'
-            . '"bytes_in":300,"bytes_out":700,"client_ip":"127.0.0.1",'
-            . '"error_kind":null,"completed":true}' . "\n",
+            . '"bytes_in":300,"bytes_out":700,"client_ip":"127.0.0.1"'
+            . $tail . '}' . "\n",
             $t + $seq, $seq, $tenant, $key;
     }
     close $fh;
@@ -36,6 +39,13 @@ sub counts {
     return dbh()->selectrow_array(
         'SELECT count(*), count(DISTINCT request_id) FROM usage_logs WHERE tenant_id = $1',
         undef, $tenant);
+}
+
+sub wait_for_gone {
+    my ($file, $secs) = @_;
+    my $deadline = time + $secs;
+    sleep 0.2 while -e $file && time < $deadline;
+    return !-e $file;
 }
 
 sub wait_ingested {
@@ -108,6 +118,53 @@ $total = $seq;
 ($n, $distinct) = wait_ingested($total, 30);
 is($n, $total, 'after the outage: every record written meanwhile is in (no loss)');
 is($distinct, $total, '... exactly once');
+
+# -- aggregated refusals (a count each): SIGKILL during their ingestion ---
+
+sub requests {
+    return dbh()->selectrow_array(
+        'SELECT coalesce(sum(count), 0) FROM usage_logs WHERE tenant_id = $1',
+        undef, $tenant);
+}
+
+my ($rows0) = counts();
+my $req0 = requests();
+stop_sidecar();
+spool_file(sprintf('4246-%d-0.jsonl', 9000 + $_), 2500, 7) for 1 .. 10;
+my $agg_rows = 10 * 2500;
+start_sidecar();
+($kills, $mid) = (0, 0);
+for (1 .. 6) {
+    sleep 0.02 + rand(0.08);
+    stop_sidecar('KILL');
+    $kills++;
+    my ($in) = counts();
+    $mid++ if $in > $rows0 && $in < $rows0 + $agg_rows;
+    start_sidecar();
+}
+ok($mid >= 1, "$mid of $kills kills came in the middle of the aggregated records");
+($n, $distinct) = wait_ingested($rows0 + $agg_rows, 30);
+is($n, $rows0 + $agg_rows, 'every aggregated record is in, once');
+is($distinct, $n, '... no request id twice');
+is(requests() - $req0, 7 * $agg_rows, '... and they count 7 requests each');
+my ($month) = dbh()->selectrow_array(
+    'SELECT sum(requests) FROM usage_monthly WHERE tenant_id = $1', undef,
+    $tenant);
+is($month, requests(), 'usage_monthly counts the same requests');
+
+# a count that is not one is rejected, not guessed
+open my $bad, '>', "$spool/4247-9500-0.jsonl" or die $!;
+for my $c ('0', '-3', '"7"', '1.5', '2147483648') {
+    printf $bad '{"v":1,"type":"usage","ts":%d,"request_id":"bad-count-%s",'
+        . '"tenant_id":"%s","provider":"openai","count":%s}' . "\n",
+        int(time * 1000), $c =~ tr/"-.//dr, $tenant, $c;
+}
+close $bad;
+ok(wait_for_gone("$spool/4247-9500-0.jsonl", 15), 'the file is finished');
+my ($badn) = dbh()->selectrow_array(
+    q{SELECT count(*) FROM usage_logs WHERE request_id LIKE 'bad-count-%'});
+is($badn, 0, 'records with a count of 0, < 0, a string, a fraction or'
+   . ' past 2^31-1 are rejected');
 
 # -- a torn line and garbage are skipped, counted, and do not block --------
 

@@ -353,7 +353,7 @@ batch_month(batch_t *b, const char *ts)
 
 
 static void
-batch_count(batch_t *b, const char *tenant, const char *ts)
+batch_count(batch_t *b, const char *tenant, const char *ts, long long n)
 {
     int i;
 
@@ -361,7 +361,7 @@ batch_count(batch_t *b, const char *tenant, const char *ts)
         if (memcmp(b->monthly[i].month, ts, 7) == 0
             && strcmp(b->monthly[i].tenant, tenant) == 0)
         {
-            b->monthly[i].n++;
+            b->monthly[i].n += n;
             return;
         }
     }
@@ -379,7 +379,7 @@ batch_count(batch_t *b, const char *tenant, const char *ts)
     snprintf(b->monthly[i].tenant, sizeof(b->monthly[i].tenant), "%s", tenant);
     memcpy(b->monthly[i].month, ts, 7);
     b->monthly[i].month[7] = '\0';
-    b->monthly[i].n = 1;
+    b->monthly[i].n = n;
 }
 
 
@@ -391,7 +391,7 @@ batch_line(batch_t *b, const char *line, size_t len)
     spool_record_t      r;
     const sr_value_t   *type, *tenant, *provider, *model, *request_id;
     const char         *t;
-    long long           ms, in, out, cached, cost;
+    long long           ms, in, out, cached, cost, count;
     size_t              ts_len;
     yajl_val            v = NULL;
     int                 found;
@@ -434,6 +434,16 @@ batch_line(batch_t *b, const char *line, size_t len)
         if (provider == NULL) {
             goto bad;
         }
+
+        /* the requests the record stands for: refusals aggregated near
+         * the spool's cap carry their number; absent means one */
+        count = 1;
+        if (r.f[SR_COUNT].type != SR_ABSENT) {
+            count = rinteger32(&r, SR_COUNT);
+            if (count < 1) {
+                goto bad;
+            }
+        }
         model = rstr(&r, SR_MODEL, 95);
         in = rinteger(&r, SR_INPUT_TOKENS);
         out = rinteger(&r, SR_OUTPUT_TOKENS);
@@ -463,7 +473,7 @@ batch_line(batch_t *b, const char *line, size_t len)
         }
 
         batch_month(b, ts);
-        batch_count(b, tenant_s, ts);
+        batch_count(b, tenant_s, ts, count);
         u = &b->usage;
         copy_field(u, ts, ts_len, 0);
         copy_str(u, request_id, 0);
@@ -489,7 +499,8 @@ batch_line(batch_t *b, const char *line, size_t len)
         copy_str(u, rstr(&r, SR_CLIENT_IP, 64), 0);
         copy_str(u, rstr(&r, SR_ERROR_KIND, 64), 0);
         t = rbool(&r, SR_COMPLETED, "t");
-        copy_field(u, t, 1, 1);
+        copy_field(u, t, 1, 0);
+        copy_int(u, count, 1);
         b->n_usage++;
 
     } else if (type->len == 9 && memcmp(type->s, "violation", 9) == 0) {
@@ -649,7 +660,8 @@ commit_batch(PGconn *c, batch_t *b, spool_file_t *f, long long new_offset)
                    " input_tokens, output_tokens, cached_tokens,"
                    " reasoning_tokens, total_tokens, cost_micro_usd, ttfb_ms,"
                    " latency_ms, bytes_in, bytes_out, client_ip, error_kind,"
-                   " completed) FROM STDIN", &b->usage, "copy usage") != 0)
+                   " completed, count) FROM STDIN", &b->usage, "copy usage")
+        != 0)
     {
         goto fail;
     }

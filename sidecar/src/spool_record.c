@@ -15,7 +15,7 @@ const char *const spool_record_names[SR_FIELDS] = {
     "provider", "model", "path", "status", "stream", "input_tokens",
     "output_tokens", "cached_tokens", "reasoning_tokens", "total_tokens",
     "ttfb_ms", "latency_ms", "bytes_in", "bytes_out", "client_ip",
-    "error_kind", "completed", "id", "rule_id", "rule_name",
+    "error_kind", "completed", "count", "id", "rule_id", "rule_name",
     "rule_type", "action", "detector", "excerpt"
 };
 

@@ -87,6 +87,22 @@ test_spool_record(void)
     ok(agrees(" {\"type\" : \"usage\"}\r "), "spool: whitespace around tokens");
     ok(agrees("{}"), "spool: empty object");
 
+    {
+        const char *agg =
+            "{\"v\":1,\"type\":\"usage\",\"ts\":1,\"error_kind\":"
+            "\"rate_limited\",\"completed\":true,\"count\":4096}";
+
+        ok(spool_record_parse(&r, agg, strlen(agg), scratch) == 0
+           && r.f[SR_COUNT].type == SR_INT && r.f[SR_COUNT].i == 4096,
+           "spool: an aggregated refusal's count");
+        ok(spool_record_parse(&r, line, strlen(line), scratch) == 0
+           && r.f[SR_COUNT].type == SR_ABSENT,
+           "spool: no count on a record of one request");
+        ok(agrees(agg), "spool: count the same on the yajl path");
+        ok(agrees("{\"count\":\"7\",\"count\":-1}"),
+           "spool: odd counts typed as yajl types them");
+    }
+
     ok(refused("not json"), "spool: garbage refused");
     ok(refused("{\"v\":1,\"type\":\"usage\",\"request_id\":\"torn"),
        "spool: torn line refused");

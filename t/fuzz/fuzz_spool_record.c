@@ -1,7 +1,9 @@
 /* fuzz_spool_record.c - libFuzzer target for the ingester's single-pass
  * spool line reader: it must never read or write out of bounds, and on
  * every line it accepts yajl and the ingester's own fallback (json_parse,
- * lax) must agree, field by field. */
+ * lax) must agree, field by field. The input is read as a line, and also
+ * as the value of "count" in an aggregated refusal's record (t/fuzz/
+ * fuzz_spool_record.dict has the keys). */
 #include "json.h"
 #include "spool_record.h"
 
@@ -31,8 +33,8 @@ same_fields(const spool_record_t *fast, yajl_val v)
 }
 
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void
+check(const uint8_t *data, size_t size)
 {
     spool_record_t fast;
     char          *copy, *scratch, err[128];
@@ -66,5 +68,30 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     free(scratch);
     free(copy);
+}
+
+
+/* an aggregated refusal as the module writes it, with its count last */
+#define AGG_HEAD                                                            \
+    "{\"v\":1,\"type\":\"usage\",\"ts\":1800000000000,\"request_id\":\"r1\","    \
+    "\"tenant_id\":\"00000001-0000-4000-8000-000000000001\",\"key_id\":"      \
+    "\"00000001-0000-4000-8000-000000000002\",\"provider\":\"openai\","        \
+    "\"status\":429,\"stream\":false,\"error_kind\":\"rate_limited\","        \
+    "\"completed\":true,\"count\":"
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint8_t line[sizeof(AGG_HEAD) + 64];
+
+    check(data, size);
+
+    if (size < 64) {
+        memcpy(line, AGG_HEAD, sizeof(AGG_HEAD) - 1);
+        memcpy(line + sizeof(AGG_HEAD) - 1, data, size);
+        line[sizeof(AGG_HEAD) - 1 + size] = '}';
+        check(line, sizeof(AGG_HEAD) + size);
+    }
     return 0;
 }

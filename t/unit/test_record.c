@@ -96,6 +96,36 @@ main(void)
 
     ok(tp_record_usage(buf, 50, &r) == 0, "usage: too small a buffer gives 0, no overflow");
 
+    {
+        char   line[TP_RECORD_MAX + TP_RECORD_COUNT_ROOM];
+        size_t len;
+
+        r.path = "/v1/chat/completions";
+        r.path_len = strlen(r.path);
+        len = tp_record_usage(line, TP_RECORD_MAX, &r);
+        is_int(tp_record_count(line, len, sizeof(line), 1), len,
+               "count: 1 is left out (absent means 1)");
+        n = tp_record_count(line, len, sizeof(line), 12345);
+        line[n] = '\0';
+        ok(n > len && strcmp(line + n - 16, ",\"count\":12345}\n") == 0,
+           "count: appended last, the line still ends with }\\n");
+        doc = yajl_tree_parse(line, err, sizeof(err));
+        ok(doc != NULL && YAJL_IS_INTEGER(yajl_tree_get(doc,
+               (const char *[]) { "count", NULL }, yajl_t_number))
+           && YAJL_GET_INTEGER(yajl_tree_get(doc,
+               (const char *[]) { "count", NULL }, yajl_t_number)) == 12345,
+           "count: valid JSON with the integer count");
+        yajl_tree_free(doc);
+        ok(tp_record_count(line, n - 1, sizeof(line), 2) == 0,
+           "count: a line without its newline is refused");
+        ok(tp_record_count(line, len, len + 5, 7) == 0,
+           "count: too little room gives 0");
+        len = tp_record_usage(line, TP_RECORD_MAX, &r);
+        ok(tp_record_count(line, len, len + TP_RECORD_COUNT_ROOM,
+                           UINT64_MAX) > 0,
+           "count: TP_RECORD_COUNT_ROOM holds the largest count");
+    }
+
     printf("1..%d\n", tap_n);
     return tap_failed ? 1 : 0;
 }

@@ -133,7 +133,8 @@ static PGresult *
 month_usage(req_t *r, const char *tenant_id)
 {
     return dbq(r,
-               "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'), count(*),"
+               "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'),"
+               " coalesce(sum(count), 0),"
                " coalesce(sum(total_tokens), 0),"
                " coalesce(sum(cost_micro_usd), 0) FROM usage_logs"
                " WHERE ($1::uuid IS NULL OR tenant_id = $1) AND created_at >="

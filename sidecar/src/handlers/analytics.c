@@ -220,7 +220,7 @@ h_analytics_logs(req_t *r)
         " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), key_id, env, provider, model,"
         " path, status, stream, input_tokens, output_tokens, cached_tokens,"
         " reasoning_tokens, total_tokens, cost_micro_usd, ttfb_ms, latency_ms,"
-        " bytes_in, bytes_out, error_kind, completed"
+        " bytes_in, bytes_out, error_kind, completed, count"
         " FROM usage_logs" LOG_WHERE
         " ORDER BY created_at DESC, request_id DESC LIMIT $9 OFFSET $10",
         10, p);
@@ -253,6 +253,7 @@ h_analytics_logs(req_t *r)
         jw_col(&w, "bytes_out", res, i, 18, 1);
         jw_col(&w, "error_kind", res, i, 19, 0);
         jw_bool_col(&w, "completed", res, i, 20);
+        jw_col(&w, "count", res, i, 21, 1);
         jw_obj_end(&w);
     }
     jw_page_end(&w, atoll(PQgetvalue(cnt, 0, 0)), limit, offset);
@@ -260,14 +261,16 @@ h_analytics_logs(req_t *r)
 }
 
 
-/* the SELECT list shared by totals and series rows */
+/* the SELECT list shared by totals and series rows; a row stands for
+ * "count" requests (refusals aggregated near the spool's cap) */
 #define STATS_COLS                                                        \
-    " count(*), count(*) FILTER (WHERE status >= 400 OR error_kind IS NOT NULL)," \
+    " coalesce(sum(count), 0),"                                           \
+    " coalesce(sum(count) FILTER (WHERE status >= 400 OR error_kind IS NOT NULL), 0)," \
     " coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"   \
     " coalesce(sum(cached_tokens), 0), coalesce(sum(reasoning_tokens), 0),"\
     " coalesce(sum(total_tokens), 0), coalesce(sum(cost_micro_usd), 0),"  \
-    " count(*) FILTER (WHERE cost_micro_usd IS NULL"                      \
-    "                  AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)),"\
+    " coalesce(sum(count) FILTER (WHERE cost_micro_usd IS NULL"           \
+    "                  AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)), 0),"\
     " round(percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms)),"    \
     " round(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms))"
 

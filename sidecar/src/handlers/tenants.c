@@ -564,7 +564,7 @@ h_service_info(req_t *r)
              PQgetvalue(t, 0, 7 + ORG_PLAN_NCOLS));
 
     u = dbq(r,
-            "SELECT count(*), coalesce(sum(total_tokens), 0),"
+            "SELECT coalesce(sum(count), 0), coalesce(sum(total_tokens), 0),"
             " coalesce(sum(cost_micro_usd), 0) FROM usage_logs"
             " WHERE tenant_id = $1 AND created_at >="
             " date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
