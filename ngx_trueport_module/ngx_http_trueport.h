@@ -192,6 +192,7 @@ typedef struct {
     ngx_str_t                    upstream;       /* "": the provider's */
     ngx_http_complex_value_t    *upstream_key;   /* NULL: none */
     ngx_str_t                    upstream_allow; /* tenants' endpoints */
+    ngx_uint_t                   upstream_key_scope; /* ..._SCOPE_* */
     ngx_str_t                    policy;         /* "": off */
     size_t                       policy_max_body;
 
@@ -216,7 +217,12 @@ typedef struct {
 #define NGX_HTTP_TRUEPORT_ERR_LOOP                  13
 #define NGX_HTTP_TRUEPORT_ERR_UNSUPPORTED_ENDPOINT  14
 #define NGX_HTTP_TRUEPORT_ERR_POLICY_UNAVAILABLE    15
+#define NGX_HTTP_TRUEPORT_ERR_SHARED_SCOPE          16
 #define NGX_HTTP_TRUEPORT_ERR_NONE                  ((ngx_uint_t) -1)
+
+/* trueport_upstream_key_scope */
+#define NGX_HTTP_TRUEPORT_SCOPE_STATELESS  0
+#define NGX_HTTP_TRUEPORT_SCOPE_ANY        1
 
 
 typedef struct ngx_http_trueport_policy_set_s  ngx_http_trueport_policy_set_t;

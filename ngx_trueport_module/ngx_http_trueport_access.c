@@ -101,6 +101,11 @@ static ngx_http_trueport_error_t  ngx_http_trueport_errors[] = {
     /* a block or redact rule could not finish checking the request */
     { NGX_HTTP_FORBIDDEN, ngx_string("policy_unavailable"),
       ngx_string("invalid_request_error"), ngx_string("permission_error"),
+      ngx_string("PERMISSION_DENIED") },
+
+    /* an account endpoint through the operator's shared credential */
+    { NGX_HTTP_FORBIDDEN, ngx_string("own_credential_required"),
+      ngx_string("request_forbidden"), ngx_string("permission_error"),
       ngx_string("PERMISSION_DENIED") }
 };
 
@@ -300,12 +305,14 @@ static ngx_int_t
 ngx_http_trueport_access_check(ngx_http_request_t *r,
     ngx_http_trueport_ctx_t *ctx)
 {
-    u_char                    buf[256];
-    ngx_int_t                 rc;
-    ngx_str_t                *name, msg;
-    ngx_uint_t                err, status;
-    ngx_http_trueport_key_t  *key;
+    u_char                         buf[256];
+    ngx_int_t                      rc;
+    ngx_str_t                     *name, msg;
+    ngx_uint_t                     err, status;
+    ngx_http_trueport_key_t       *key;
+    ngx_http_trueport_loc_conf_t  *tlcf;
 
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_trueport_module);
     key = &ctx->key;
     status = key->status;
 
@@ -397,6 +404,35 @@ ngx_http_trueport_access_check(ngx_http_request_t *r,
 
         return ngx_http_trueport_error(r, ctx,
                                        NGX_HTTP_TRUEPORT_ERR_NO_CREDENTIAL,
+                                       &msg);
+    }
+
+    /*
+     * The operator's credential serves every tenant whose plan may spend
+     * it: files, batches, assistants and the like it holds in the
+     * provider's account would be listed and read by all of them.  Only
+     * endpoints that keep nothing there go through it.
+     */
+
+    if (ctx->route_credential
+        && tlcf->upstream_key_scope == NGX_HTTP_TRUEPORT_SCOPE_STATELESS
+        && tp_stateless_endpoint((int) ctx->provider,
+                                 (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))
+                                 != 0, ctx->path.data, ctx->path.len)
+           == NULL)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "trueport: \"%V\" refused with the route's shared "
+                      "credential for tenant %*s", &ctx->path,
+                      (size_t) TP_UUID_LEN, key->tenant_id);
+
+        ngx_str_set(&msg, "this endpoint keeps data in the provider "
+                    "account, which the gateway's shared credential serves "
+                    "to other organisations too: it needs the "
+                    "organisation's own provider key");
+
+        return ngx_http_trueport_error(r, ctx,
+                                       NGX_HTTP_TRUEPORT_ERR_SHARED_SCOPE,
                                        &msg);
     }
 

@@ -20,6 +20,13 @@ static ngx_int_t ngx_http_trueport_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_trueport_init_process(ngx_cycle_t *cycle);
 
 
+static ngx_conf_enum_t  ngx_http_trueport_key_scopes[] = {
+    { ngx_string("stateless"), NGX_HTTP_TRUEPORT_SCOPE_STATELESS },
+    { ngx_string("any"), NGX_HTTP_TRUEPORT_SCOPE_ANY },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_trueport_commands[] = {
 
     { ngx_string("trueport_zone"),
@@ -91,6 +98,13 @@ static ngx_command_t  ngx_http_trueport_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("trueport_upstream_key_scope"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_trueport_loc_conf_t, upstream_key_scope),
+      &ngx_http_trueport_key_scopes },
 
     { ngx_string("trueport_upstream_allow"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -302,6 +316,7 @@ ngx_http_trueport_create_loc_conf(ngx_conf_t *cf)
     conf->provider = NGX_CONF_UNSET_UINT;
     conf->upstream_key = NGX_CONF_UNSET_PTR;
     conf->policy_max_body = NGX_CONF_UNSET_SIZE;
+    conf->upstream_key_scope = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -326,6 +341,10 @@ ngx_http_trueport_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_ptr_value(conf->upstream_key, prev->upstream_key, NULL);
+
+    ngx_conf_merge_uint_value(conf->upstream_key_scope,
+                              prev->upstream_key_scope,
+                              NGX_HTTP_TRUEPORT_SCOPE_STATELESS);
 
     if (conf->upstream_allow.data == NULL) {
         conf->upstream_allow = prev->upstream_allow;

@@ -1730,14 +1730,46 @@ static const char *const google_endpoints[] = {
 };
 
 
+/* endpoints that keep nothing in the provider's account another tenant
+ * could read or change through a shared credential: inference, and (GET
+ * only: DELETE of a fine-tuned model changes the account) the models */
+static const char *const openai_stateless[] = {
+    "chat/completions", "completions", "embeddings", "moderations",
+    "responses", "responses/input_tokens", "images/generations",
+    "images/edits", "images/variations", "audio/speech",
+    "audio/transcriptions", "audio/translations",
+    NULL
+};
+
+static const char *const anthropic_stateless[] = {
+    "messages", "messages/count_tokens", "complete",
+    NULL
+};
+
+static const char *const google_stateless[] = {
+    "models/*:generateContent", "models/*:streamGenerateContent",
+    "models/*:countTokens", "models/*:embedContent",
+    "models/*:batchEmbedContents", "models/*:predict",
+    NULL
+};
+
+/* OpenAI's fine-tuned model ids hold ':' ("ft:gpt-4o:org::id") */
+static const char *const openai_models[] = { "models", "models/+", NULL };
+static const char *const models[] = { "models", "models/*", NULL };
+
+
 static int
 path_match(const char *pat, const unsigned char *s, size_t n)
 {
     size_t i = 0, start;
 
     for ( ; *pat; pat++) {
-        if (*pat == '*') {
-            for (start = i; i < n && s[i] != '/' && s[i] != ':'; i++) {
+        if (*pat == '*' || *pat == '+') {
+            /* '*' one segment up to a ':' method, '+' one segment */
+            for (start = i;
+                 i < n && s[i] != '/' && (s[i] != ':' || *pat == '+');
+                 i++)
+            {
                 /* void */
             }
             if (i == start) {
@@ -1754,8 +1786,10 @@ path_match(const char *pat, const unsigned char *s, size_t n)
 }
 
 
-const char *
-tp_prompt_endpoint(int provider, const unsigned char *path, size_t len)
+static const char *
+endpoint_in(const char *const *openai, const char *const *anthropic,
+    const char *const *google, int provider, const unsigned char *path,
+    size_t len)
 {
     static const char *const versions[] = { "v1/", "v1beta/", "v1alpha/" };
     const char *const       *e;
@@ -1777,13 +1811,13 @@ tp_prompt_endpoint(int provider, const unsigned char *path, size_t len)
     switch (provider) {
     case TP_OPENAI:
     case TP_AZURE:
-        e = openai_endpoints;
+        e = openai;
         break;
     case TP_ANTHROPIC:
-        e = anthropic_endpoints;
+        e = anthropic;
         break;
     case TP_GOOGLE:
-        e = google_endpoints;
+        e = google;
         break;
     default:
         return NULL;
@@ -1794,6 +1828,29 @@ tp_prompt_endpoint(int provider, const unsigned char *path, size_t len)
         }
     }
     return NULL;
+}
+
+
+const char *
+tp_prompt_endpoint(int provider, const unsigned char *path, size_t len)
+{
+    return endpoint_in(openai_endpoints, anthropic_endpoints,
+                       google_endpoints, provider, path, len);
+}
+
+
+const char *
+tp_stateless_endpoint(int provider, int read, const unsigned char *path,
+    size_t len)
+{
+    const char *e;
+
+    e = endpoint_in(openai_stateless, anthropic_stateless, google_stateless,
+                    provider, path, len);
+    if (e == NULL && read) {
+        e = endpoint_in(openai_models, models, models, provider, path, len);
+    }
+    return e;
 }
 
 const unsigned char *

@@ -178,6 +178,15 @@ int tp_prompt_redact(tp_prompt_t *p, const tp_span_t *spans, size_t nspans,
 const char *tp_prompt_endpoint(int provider, const unsigned char *path,
                                size_t len);
 
+/* The pattern, as above, when the endpoint keeps nothing in the provider's
+ * account: inference, and with read (a GET or HEAD) the models and one
+ * model. What a credential shared by many tenants may be used for. NULL:
+ * files, batches, assistants, threads, vector stores, fine-tuning, cached
+ * contents ... whose state another tenant could list, read or change
+ * through the same credential. */
+const char *tp_stateless_endpoint(int provider, int read,
+                                  const unsigned char *path, size_t len);
+
 /* Frees everything the prompt allocated, policy results included. */
 void tp_prompt_destroy(tp_prompt_t *p);
 

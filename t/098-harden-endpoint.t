@@ -126,6 +126,7 @@ gw_env(
     REPRO_OWN => $REPRO_OWN->{key},
     OWN => $OWN_KEY,
     PLAIN => $PLAIN_KEY,
+    GW_ANY => gw_locations(extra => 'trueport_upstream_key_scope any;'),
     GW_ALLOW => gw_locations(extra => "trueport_upstream_allow $ALLOW;"
                                       =~ s/,//gr),
 );
@@ -476,7 +477,102 @@ for my $c (@cases) {
 
 
 
-=== TEST 14: over the whole file: the listener received one request, never an operator key nor a gateway key
+=== TEST 14: the operator's credential on endpoints that keep data in its account: 403 own_credential_required, nothing upstream
+--- http_config: $TEST_NGINX_GW_HTTP
+--- config: $TEST_NGINX_GW
+--- init
+Test::TruePort::Mock::mock_clear();
+--- request eval
+["GET /trueportai-services/openai/v1/files",
+ "POST /trueportai-services/openai/v1/batches\n{\"input_file_id\":\"file-1\",\"endpoint\":\"/v1/chat/completions\",\"completion_window\":\"24h\"}",
+ "GET /trueportai-services/openai/v1/assistants",
+ "GET /trueportai-services/openai/v1/vector_stores",
+ "DELETE /trueportai-services/openai/v1/models/ft:gpt-4o:acme::x1",
+ "GET /trueportai-services/anthropic/v1/messages/batches",
+ "GET /trueportai-services/anthropic/v1/files",
+ "GET /trueportai-services/google/v1beta/cachedContents",
+ "GET /trueportai-services/google/v1beta/files",
+ "POST /trueportai-services/google/v1beta/models/g:batchGenerateContent\n$::BODY"]
+--- more_headers eval
+"x-api-key: $ENV{TEST_NGINX_PLAIN}
+Content-Type: application/json
+anthropic-version: 2023-06-01"
+--- error_code: 403
+--- response_body_like eval
+[(qr/^\{"error":\{"message":"this endpoint keeps data in the provider account, which the gateway's shared credential serves to other organisations too: it needs the organisation's own provider key","type":"request_forbidden","param":null,"code":"own_credential_required"\}\}$/) x 5,
+ (qr/^\{"type":"error","error":\{"type":"permission_error","message":"this endpoint keeps data in the provider account/) x 2,
+ (qr/^\{"error":\{"code":403,"message":"this endpoint keeps data in the provider account.*"status":"PERMISSION_DENIED"/) x 3]
+--- check
+is(scalar(Test::TruePort::Mock::mock_requests()), 0, 'nothing went upstream');
+
+
+
+=== TEST 15: ... inference and reading the models go through it
+--- http_config: $TEST_NGINX_GW_HTTP
+--- config: $TEST_NGINX_GW
+--- init
+Test::TruePort::Mock::mock_clear();
+--- request eval
+["POST /trueportai-services/openai/v1/chat/completions\n$::BODY",
+ "GET /trueportai-services/openai/v1/models",
+ "GET /trueportai-services/openai/v1/models/ft:gpt-4o:acme::x1",
+ "POST /trueportai-services/anthropic/v1/messages\n$::BODY",
+ "GET /trueportai-services/anthropic/v1/models",
+ "POST /trueportai-services/google/v1beta/models/g:generateContent\n$::BODY",
+ "GET /trueportai-services/google/v1beta/models/g"]
+--- more_headers eval
+"x-api-key: $ENV{TEST_NGINX_PLAIN}
+Content-Type: application/json
+anthropic-version: 2023-06-01"
+--- error_code eval
+# the mock's own answers: it knows no fine-tuned model, serves /v1/models
+# as OpenAI does (asking for a Bearer key) and no Gemini model info
+[200, 200, 404, 200, 401, 200, 404]
+--- check
+my @st = map { $_->{status} } @main::responses;
+is(scalar(grep { $_ == 403 } @st), 0, 'none refused') or diag "@st";
+is(scalar(Test::TruePort::Mock::mock_requests()), 7, 'all seven went upstream');
+
+
+
+=== TEST 16: ... with the tenant's own credential every endpoint goes upstream, with that credential
+--- http_config: $TEST_NGINX_GW_HTTP
+--- config: $TEST_NGINX_GW
+--- init
+Test::TruePort::Mock::mock_clear();
+--- request eval
+["GET /trueportai-services/openai/v1/files",
+ "GET /trueportai-services/google/v1beta/cachedContents"]
+--- more_headers eval
+"x-api-key: $ENV{TEST_NGINX_OWN}"
+--- error_code eval
+[404, 404]
+--- check
+my @m = Test::TruePort::Mock::mock_requests();
+is(scalar(@m), 2, 'both went upstream');
+is($m[0]{headers}{authorization}, 'Bearer tenant-openai-credential', "openai: the tenant's credential");
+is($m[1]{headers}{'x-goog-api-key'}, 'tenant-google-credential', "google: the tenant's credential");
+
+
+
+=== TEST 17: trueport_upstream_key_scope any: the operator lets its shared credential reach them
+--- http_config: $TEST_NGINX_GW_HTTP
+--- config: $TEST_NGINX_GW_ANY
+--- init
+Test::TruePort::Mock::mock_clear();
+--- request
+GET /trueportai-services/openai/v1/files
+--- more_headers eval
+"x-api-key: $ENV{TEST_NGINX_PLAIN}"
+--- error_code: 404
+--- check
+my @m = Test::TruePort::Mock::mock_requests();
+is(scalar(@m), 1, 'it went upstream');
+is($m[0]{headers}{authorization}, 'Bearer sk-route-openai', "with the route's credential");
+
+
+
+=== TEST 18: over the whole file: the listener received one request, never an operator key nor a gateway key
 --- config
     location = /t { return 200; }
 --- request

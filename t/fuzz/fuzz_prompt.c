@@ -2,7 +2,8 @@
  * with a fixed rule set and redaction. Byte 0 picks the provider (its low
  * two bits) and the mode: bodies, with byte 1 picking one of the
  * provider's endpoints (its URL model goes to the parse: Gemini's model,
- * Azure's deployment), or paths for tp_prompt_endpoint. The rest is the
+ * Azure's deployment), or paths for tp_prompt_endpoint and
+ * tp_stateless_endpoint. The rest is the
  * body (or the path). t/fuzz/fuzz_prompt.dict holds the keys the walk
  * knows. Checks: the prompt's invariants, that yajl accepts whatever
  * the scanner accepts, and that every redacted body is valid JSON again
@@ -83,6 +84,20 @@ fuzz_path(const uint8_t *data, size_t size)
         }
         e2 = tp_prompt_endpoint(pr, data + i, size - i);
         if (e2 != e) {
+            abort();
+        }
+    }
+    /* what a shared credential may reach: a GET reaches at least what any
+     * method does, the same without the leading slashes */
+    for (pr = 0; pr <= TP_PROVIDERS; pr++) {
+        e = tp_stateless_endpoint(pr, 0, data, size);
+        e2 = tp_stateless_endpoint(pr, 1, data, size);
+        if ((e != NULL && e2 != e) || (pr == TP_PROVIDERS && e2 != NULL)) {
+            abort();
+        }
+        for (i = 0; i < size && data[i] == '/'; i++) {
+        }
+        if (tp_stateless_endpoint(pr, 1, data + i, size - i) != e2) {
             abort();
         }
     }

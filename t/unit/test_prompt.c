@@ -643,6 +643,60 @@ test_endpoints(void)
 }
 
 
+/* what a credential shared by tenants may reach: inference, and models on
+ * a GET */
+static void
+test_stateless(void)
+{
+    static const struct { int pr, read; const char *path, *want; } c[] = {
+        { TP_OPENAI, 0, "/v1/chat/completions", "chat/completions" },
+        { TP_OPENAI, 0, "responses", "responses" },
+        { TP_OPENAI, 0, "audio/transcriptions", "audio/transcriptions" },
+        { TP_OPENAI, 1, "models", "models" },
+        { TP_OPENAI, 1, "models/ft:gpt-4o:acme::x1", "models/+" },
+        { TP_OPENAI, 0, "models/ft:gpt-4o:acme::x1", NULL },
+        { TP_OPENAI, 1, "models/a/b", NULL },
+        { TP_OPENAI, 1, "files", NULL },
+        { TP_OPENAI, 0, "batches", NULL },
+        { TP_OPENAI, 1, "responses/resp_1", NULL },
+        { TP_OPENAI, 0, "assistants", NULL },
+        { TP_OPENAI, 1, "threads/t1/messages", NULL },
+        { TP_OPENAI, 1, "vector_stores", NULL },
+        { TP_OPENAI, 0, "fine_tuning/jobs", NULL },
+        { TP_AZURE, 0, "chat/completions", "chat/completions" },
+        { TP_AZURE, 1, "files", NULL },
+        { TP_ANTHROPIC, 0, "messages", "messages" },
+        { TP_ANTHROPIC, 1, "models/claude-3-5-haiku-latest", "models/*" },
+        { TP_ANTHROPIC, 1, "messages/batches", NULL },
+        { TP_ANTHROPIC, 0, "messages/batches", NULL },
+        { TP_ANTHROPIC, 1, "files", NULL },
+        { TP_GOOGLE, 0, "v1beta/models/g:generateContent", "models/*:generateContent" },
+        { TP_GOOGLE, 1, "models/g", "models/*" },
+        { TP_GOOGLE, 1, "models/g:batchGenerateContent", NULL },
+        { TP_GOOGLE, 0, "models/g:asyncBatchEmbedContent", NULL },
+        { TP_GOOGLE, 0, "models/g:predictLongRunning", NULL },
+        { TP_GOOGLE, 1, "cachedContents", NULL },
+        { TP_GOOGLE, 1, "files", NULL },
+        { TP_GOOGLE, 1, "tunedModels", NULL },
+        { 9, 1, "models", NULL },
+    };
+    size_t      i;
+    int         all = 1;
+    const char *got;
+
+    for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        got = tp_stateless_endpoint(c[i].pr, c[i].read, (const unsigned char *) c[i].path,
+                                    strlen(c[i].path));
+        if (!(got == c[i].want || (got && c[i].want && strcmp(got, c[i].want) == 0))) {
+            printf("#   %d %d %s: got %s, want %s\n", c[i].pr, c[i].read, c[i].path,
+                   got ? got : "NULL", c[i].want ? c[i].want : "NULL");
+            all = 0;
+        }
+    }
+    ok(all, "stateless endpoints: inference, models on a GET; files, batches, stores NULL");
+}
+
+
 static void
 test_decoding(void)
 {
@@ -896,6 +950,7 @@ main(void)
     test_keys();
     test_redact_everywhere();
     test_endpoints();
+    test_stateless();
     test_decoding();
     test_malformed();
     test_many_segments();
