@@ -37,3 +37,48 @@ bench_db() {
     export TRUEPORT_INTERNAL_TOKEN=$(rand_hex 16)
     "$BUILD/trueport-sidecar" migrate >/dev/null
 }
+
+# bench_nginx_stop DIR: the nginx of DIR stopped (TERM, up to 10 s)
+bench_nginx_stop() {
+    local pid i
+    [ -f "$1/nginx.pid" ] || return 0
+    pid=$(cat "$1/nginx.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    rm -f "$1/nginx.pid"
+}
+
+# bench_nginx NAME MODULE HTTP_LINES SERVER_LINES: one worker's nginx in
+# $WORK/NAME (under "${SRV[@]}", the caller's CPU prefix), error log at
+# ${BENCH_NGINX_LOG:-warn}
+bench_nginx() {
+    local d=$WORK/$1
+    mkdir -p "$d/tmp"
+    cat >"$d/nginx.conf" <<CONF
+${2:+load_module $2;}
+$([ "$(id -u)" -eq 0 ] && echo "user root;")
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log ${BENCH_NGINX_LOG:-warn};
+events { worker_connections 1024; }
+http {
+    access_log off;
+    default_type application/json;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    keepalive_requests 10000000;
+$3
+    server {
+$4
+    }
+}
+CONF
+    "${SRV[@]}" "$NGINX_BIN" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" \
+        || { tail "$d/error.log"; exit 1; }
+}

@@ -35,21 +35,11 @@ else
 fi
 
 bench_begin
+export BENCH_NGINX_LOG=info    # the loads are counted in it
 MOCK_PORT=$(free_port)
 GW_PORT=$(free_port)
 
-nginx_stop() {    # nginx_stop DIR
-    local pid i
-    [ -f "$1/nginx.pid" ] || return 0
-    pid=$(cat "$1/nginx.pid")
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    rm -f "$1/nginx.pid"
-}
-trap 'nginx_stop "$WORK/gw"; nginx_stop "$WORK/mock"; bench_cleanup' EXIT
+trap 'bench_nginx_stop "$WORK/gw"; bench_nginx_stop "$WORK/mock"; bench_cleanup' EXIT
 
 bench_db "${SIDE[@]}"
 mkdir -p "$WORK/spool"
@@ -105,35 +95,7 @@ wait_port "$SC_PORT" 10 || { tail "$WORK/sidecar.log"; exit 1; }
 RESPONSE='{"id":"chatcmpl-bench","object":"chat.completion","created":1764180000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}'
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello, nothing to see here"}]}'
 
-conf() {    # conf NAME MODULE HTTP_LINES SERVER_LINES
-    local d=$WORK/$1
-    mkdir -p "$d/tmp"
-    cat >"$d/nginx.conf" <<CONF
-${2:+load_module $2;}
-$([ "$(id -u)" -eq 0 ] && echo "user root;")
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log info;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    default_type application/json;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-$3
-    server {
-$4
-    }
-}
-CONF
-    "${SRV[@]}" "$NGINX_BIN" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" \
-        || { tail "$d/error.log"; exit 1; }
-}
-
-conf mock "" "" "        listen 127.0.0.1:$MOCK_PORT;
+bench_nginx mock "" "" "        listen 127.0.0.1:$MOCK_PORT;
         location / { return 200 '$RESPONSE'; }"
 wait_port "$MOCK_PORT" 10
 
@@ -156,7 +118,7 @@ CONF
 }
 
 gateway() {    # gateway CACHE
-    conf gw "$BUILD/ngx_http_trueport_module.so" "
+    bench_nginx gw "$BUILD/ngx_http_trueport_module.so" "
     trueport_zone zone=bench:8m;
     trueport_key_miss_limit off;
     trueport_spool $WORK/spool;
@@ -214,7 +176,7 @@ phase() {
     loads=$(grep -c 'at revision [0-9]* loaded' "$WORK/gw/error.log" || true)
     bytes=$(sed -n 's/.*loaded, \([0-9]*\) bytes compiled, \([0-9]*\) in memory.*/\1 \2/p' \
             "$WORK/gw/error.log" | tail -1)
-    nginx_stop "$WORK/gw"
+    bench_nginx_stop "$WORK/gw"
     if grep -q '\[alert\]\|\[emerg\]\|\[error\]' "$WORK/gw/error.log"; then
         grep '\[alert\]\|\[emerg\]\|\[error\]' "$WORK/gw/error.log" | head -5 >&2
     fi

@@ -67,18 +67,7 @@ bench_begin
 MOCK_PORT=$(free_port)
 GW_PORT=$(free_port)
 
-nginx_stop() {    # nginx_stop DIR
-    local pid i
-    [ -f "$1/nginx.pid" ] || return 0
-    pid=$(cat "$1/nginx.pid")
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    rm -f "$1/nginx.pid"
-}
-trap 'nginx_stop "$WORK/gw"; nginx_stop "$WORK/mock"; bench_cleanup' EXIT
+trap 'bench_nginx_stop "$WORK/gw"; bench_nginx_stop "$WORK/mock"; bench_cleanup' EXIT
 
 bench_db "${SRV[@]}"
 export TRUEPORT_INTERNAL_TOKEN=$(rand_hex 16) TRUEPORT_SPOOL_DIR=$WORK/spool
@@ -112,36 +101,7 @@ RESPONSE='{"id":"chatcmpl-bench","object":"chat.completion","created":1764180000
 printf '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}\n' \
     >"$WORK/body.json"
 
-conf() {    # conf NAME MODULE HTTP_LINES SERVER_LINES
-    local d=$WORK/$1
-    mkdir -p "$d/tmp"
-    cat >"$d/nginx.conf" <<CONF
-${2:+load_module $2;}
-$([ "$(id -u)" -eq 0 ] && echo "user root;")
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    default_type application/json;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    keepalive_requests 10000000;
-$3
-    server {
-$4
-    }
-}
-CONF
-    "${SRV[@]}" "$NGINX_BIN" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" \
-        || { tail "$d/error.log"; exit 1; }
-}
-
-conf mock "" "" "        listen 127.0.0.1:$MOCK_PORT;
+bench_nginx mock "" "" "        listen 127.0.0.1:$MOCK_PORT;
         location / { return 200 '$RESPONSE'; }"
 wait_port "$MOCK_PORT" 10
 
@@ -154,7 +114,7 @@ gateway() {    # gateway MODULE NEW(0|1)
         zone="trueport_zone zone=bench:${ZONE_MB}m negative=$((NKEYS + 100));"
         extra="trueport_key_miss_limit off;"
     fi
-    conf gw "$1" "
+    bench_nginx gw "$1" "
     $zone
     $extra
     trueport_cache_refresh 10m;
@@ -266,7 +226,7 @@ measure() {
     res+=("$(phase loaded "$label")")
     # the attack as it runs: the colliding keys sent on 4 more connections
     res+=("$(phase attack "$label" attack)")
-    nginx_stop "$WORK/gw"
+    bench_nginx_stop "$WORK/gw"
     if grep -q '\[alert\]\|\[emerg\]' "$WORK/gw/error.log"; then
         grep '\[alert\]\|\[emerg\]' "$WORK/gw/error.log" | sort | uniq -c | head -5 >&2
     fi

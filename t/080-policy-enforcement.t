@@ -12,6 +12,7 @@ use lib 't/lib';
 use Test::TruePort;
 use Test::TruePort::Mock;
 use Test::TruePort::Gateway;
+use Test::TruePort::Policy;
 use File::Path qw(make_path);
 use Time::HiRes qw(sleep time);
 
@@ -21,7 +22,6 @@ make_path($SPOOL, { mode => 0755 });
 use_sidecar(env => { TRUEPORT_SPOOL_DIR => $SPOOL });
 gw_setup(policy => 1);
 
-our $P = '/trueportai-services/api/v1/policies';
 
 our $T = gw_tenant();
 our $K = gw_key($T, rpm => 1000);
@@ -30,21 +30,13 @@ gw_config($T, 'log_prompts', JSON::PP::true());
 our $N = gw_tenant();                      # no rules at all
 our $NK = gw_key($N, rpm => 1000);
 
-sub rule {
-    my ($t, $rule) = @_;
-    my $r = sidecar_api(POST => $P, $rule,
-                        { Authorization => "Bearer $t->{token}" });
-    die "rule: $r->{status} $r->{body}\n" unless $r->{status} == 201;
-    return $r->{json};
-}
-
-rule($T, { name => 'no email', type => 'pii',
+policy_rule($T, { name => 'no email', type => 'pii',
            config => { detectors => ['email'] }, action => 'redact',
            priority => 10 });
-rule($T, { name => 'codename "falcon"', type => 'keywords',
+policy_rule($T, { name => 'codename "falcon"', type => 'keywords',
            config => { keywords => ['project falcon'] }, action => 'block',
            priority => 20 });
-rule($T, { name => 'ticket ids', type => 'regex',
+policy_rule($T, { name => 'ticket ids', type => 'regex',
            config => { patterns => ['(?i)secret-\d{4}'] }, action => 'log',
            priority => 30 });
 
@@ -52,7 +44,7 @@ rule($T, { name => 'ticket ids', type => 'regex',
 # rule loads go to a port where nothing listens
 our $F = gw_tenant();
 our $FK = gw_key($F, rpm => 1000);
-rule($F, { name => 'anything', type => 'keywords',
+policy_rule($F, { name => 'anything', type => 'keywords',
            config => { keywords => ['zebra'] }, action => 'log' });
 our $DOWN = free_port();
 (our $POLICY_DOWN = gw_locations(policy => 1))
@@ -71,54 +63,18 @@ gw_env(
                              extra => 'trueport_policy_max_body 1k;'),
 );
 
-our %uri = (
-    openai => '/trueportai-services/openai/v1/chat/completions',
-    anthropic => '/trueportai-services/anthropic/v1/messages',
-    google => '/trueportai-services/google/v1beta/models/gemini-2.0-flash:generateContent',
-);
 our @P = qw(openai anthropic google);
-
-sub body_of {
-    my ($p, $text) = @_;
-    my $t = json_encode($text);
-    return {
-        openai => qq({"model":"gpt-4o-mini","messages":[{"role":"user","content":$t}]}),
-        anthropic => qq({"model":"claude-3-5-haiku-latest","max_tokens":200,"messages":[{"role":"user","content":[{"type":"text","text":$t}]}]}),
-        google => qq({"contents":[{"role":"user","parts":[{"text":$t}]}]}),
-    }->{$p};
-}
 
 sub requests {
     my ($text) = @_;
-    return [ map { "POST $uri{$_}\n" . body_of($_, $text) } @P ];
-}
-
-# the violations rows of a request id (the ingester polls the spool)
-sub violations_of {
-    my ($rid, $want) = @_;
-    my $deadline = time + 6;
-    my $rows;
-    while (1) {
-        $rows = dbh()->selectall_arrayref(
-            'SELECT * FROM violations WHERE request_id = ? ORDER BY rule_name',
-            { Slice => {} }, $rid);
-        last if @$rows >= ($want // 1) or time > $deadline;
-        sleep 0.1;
-    }
-    return $rows;
-}
-
-# the bodies the mock received that hold $s
-sub mock_bodies_with {
-    my ($s) = @_;
-    return grep { index($_->{body}, $s) >= 0 } mock_requests();
+    return [ map { "POST " . chat_uri($_) . "\n" . chat_body($_, $text) } @P ];
 }
 
 # one request through nginx, outside the block's own requests
 sub send_text {
     my ($key, $text) = @_;
     return http_request(port => server_port(), method => 'POST',
-                        uri => $uri{openai}, body => body_of('openai', $text),
+                        uri => chat_uri('openai'), body => chat_body('openai', $text),
                         headers => { 'x-api-key' => $key,
                                      'Content-Type' => 'application/json' });
 }
@@ -211,7 +167,7 @@ Content-Type: application/json
 --- check
 my @got = (mock_requests())[-3 .. -1];
 for my $i (0 .. 2) {
-    is($got[$i]{body}, main::body_of($main::P[$i], 'see ticket SECRET-1234'),
+    is($got[$i]{body}, main::chat_body($main::P[$i], 'see ticket SECRET-1234'),
        "$main::P[$i]: body unchanged");
     my ($v) = @{ main::violations_of($main::responses[$i]{headers}{'x-trueport-request-id'}) };
     ok($v && $v->{action} eq 'log' && $v->{rule_type} eq 'regex',
@@ -227,7 +183,7 @@ for my $i (0 .. 2) {
 --- http_config: $TEST_NGINX_GW_HTTP_SPOOL
 --- config: $TEST_NGINX_GW
 --- request eval
-"POST $main::uri{openai}\n" . main::body_of('openai', 'a@b.io on project falcon')
+"POST " . main::chat_uri('openai') . "\n" . main::chat_body('openai', 'a@b.io on project falcon')
 --- more_headers
 x-api-key: $TEST_NGINX_KEY
 Content-Type: application/json
@@ -244,8 +200,8 @@ is(join(',', map { $_->{action} } @$rows), 'block,redact', 'two rows');
 --- http_config: $TEST_NGINX_GW_HTTP
 --- config: $TEST_NGINX_GW
 --- request eval
-["POST $main::uri{openai}\n{\"model\":\"gpt-4o\",\"messages\":[{\"content\":\"unterminated",
- "POST $main::uri{google}\nnot json at all"]
+["POST " . main::chat_uri('openai') . "\n{\"model\":\"gpt-4o\",\"messages\":[{\"content\":\"unterminated",
+ "POST " . main::chat_uri('google') . "\nnot json at all"]
 --- more_headers
 x-api-key: $TEST_NGINX_KEY
 Content-Type: application/json
@@ -273,7 +229,7 @@ Content-Type: application/json
 [200, 200, 200]
 --- check
 my @got = (mock_requests())[-3 .. -1];
-is($got[$_]{body}, main::body_of($main::P[$_], 'project falcon, x@y.com, SECRET-9999'),
+is($got[$_]{body}, main::chat_body($main::P[$_], 'project falcon, x@y.com, SECRET-9999'),
    "$main::P[$_]: unchanged") for 0 .. 2;
 --- no_error_log
 [error]
@@ -284,7 +240,7 @@ is($got[$_]{body}, main::body_of($main::P[$_], 'project falcon, x@y.com, SECRET-
 --- http_config: $TEST_NGINX_GW_HTTP
 --- config: $TEST_NGINX_GW_SMALL
 --- request eval
-"POST $main::uri{anthropic}\n" . main::body_of('anthropic', 'x' x 2000)
+"POST " . main::chat_uri('anthropic') . "\n" . main::chat_body('anthropic', 'x' x 2000)
 --- more_headers
 x-api-key: $TEST_NGINX_KEY
 anthropic-version: 2023-06-01
@@ -300,7 +256,7 @@ Content-Type: application/json
 --- http_config: $TEST_NGINX_GW_HTTP
 --- config: $TEST_NGINX_GW
 --- request eval
-"POST $main::uri{openai}\n" . main::body_of('openai', ('pad ' x 10000) . 'to big@file.example')
+"POST " . main::chat_uri('openai') . "\n" . main::chat_body('openai', ('pad ' x 10000) . 'to big@file.example')
 --- more_headers
 x-api-key: $TEST_NGINX_KEY
 Content-Type: application/json
@@ -321,13 +277,13 @@ a client request body is buffered to a temporary file
 --- http_config: $TEST_NGINX_GW_HTTP
 --- config: $TEST_NGINX_GW
 --- request eval
-"POST $main::uri{openai}\n" . main::body_of('openai', 'the bluebird flies')
+"POST " . main::chat_uri('openai') . "\n" . main::chat_body('openai', 'the bluebird flies')
 --- more_headers
 x-api-key: $TEST_NGINX_KEY
 Content-Type: application/json
 --- error_code: 200
 --- check
-my $rule = main::rule($main::T, { name => 'birds', type => 'keywords',
+my $rule = main::policy_rule($main::T, { name => 'birds', type => 'keywords',
     config => { keywords => ['bluebird'] }, action => 'block' });
 my $t0 = time;
 my $r;
@@ -336,7 +292,7 @@ do { sleep 0.05; $r = main::send_text($main::K->{key}, 'the bluebird flies') }
 my $took = time - $t0;
 is($r->{status}, 403, 'blocked after the rule was added');
 ok($took <= 1.2, sprintf('within a second (%.2f s)', $took));
-my $d = sidecar_api(DELETE => "$main::P/$rule->{id}", undef,
+my $d = sidecar_api(DELETE => "$Test::TruePort::Policy::API/$rule->{id}", undef,
                     { Authorization => "Bearer $main::T->{token}" });
 is($d->{status}, 204, 'rule deleted');
 $t0 = time;
@@ -357,7 +313,7 @@ rules needs no load and goes through.
 --- http_config: $TEST_NGINX_GW_HTTP
 --- config: $TEST_NGINX_GW_POLICY_DOWN
 --- request eval
-"POST $main::uri{openai}\n" . main::body_of('openai', 'a fail-closed canary')
+"POST " . main::chat_uri('openai') . "\n" . main::chat_body('openai', 'a fail-closed canary')
 --- more_headers
 x-api-key: $TEST_NGINX_FKEY
 Content-Type: application/json

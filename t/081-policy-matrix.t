@@ -12,6 +12,7 @@ use lib 't/lib';
 use Test::TruePort;
 use Test::TruePort::Mock;
 use Test::TruePort::Gateway;
+use Test::TruePort::Policy;
 use Encode qw(encode_utf8 decode_utf8);
 use File::Path qw(make_path);
 use Time::HiRes qw(sleep time);
@@ -33,43 +34,35 @@ gw_config($T, 'log_prompts', JSON::PP::true());
 our $O = gw_tenant();                      # another tenant, no rules
 our $OK = gw_key($O, rpm => 1000);
 
-sub rule {
-    my ($t, $rule) = @_;
-    my $r = sidecar_api(POST => $P, $rule,
-                        { Authorization => "Bearer $t->{token}" });
-    die "rule: $r->{status} $r->{body}\n" unless $r->{status} == 201;
-    return $r->{json};
-}
-
 # one rule per type and action; each is triggered by its own text, so a
 # request hits exactly the rule it is about
 our %R;
-$R{'regex/block'} = rule($T, { name => 'rx block', type => 'regex',
+$R{'regex/block'} = policy_rule($T, { name => 'rx block', type => 'regex',
     config => { patterns => ['\bRXB-\d{4}\b'] }, action => 'block' });
-$R{'regex/redact'} = rule($T, { name => 'rx redact', type => 'regex',
+$R{'regex/redact'} = policy_rule($T, { name => 'rx redact', type => 'regex',
     config => { patterns => ['RXR-\d{4}'] }, action => 'redact' });
-$R{'regex/log'} = rule($T, { name => 'rx log', type => 'regex',
+$R{'regex/log'} = policy_rule($T, { name => 'rx log', type => 'regex',
     config => { patterns => ['\bRXL-\d{4}\b'] }, action => 'log' });
-$R{'keywords/block'} = rule($T, { name => 'kw block', type => 'keywords',
+$R{'keywords/block'} = policy_rule($T, { name => 'kw block', type => 'keywords',
     config => { keywords => ['operation nightjar', "cr\x{e8}me br\x{fb}l\x{e9}e"] },
     action => 'block' });
-$R{'keywords/redact'} = rule($T, { name => 'kw redact', type => 'keywords',
+$R{'keywords/redact'} = policy_rule($T, { name => 'kw redact', type => 'keywords',
     config => { keywords => ['bluefin tuna'] }, action => 'redact' });
-$R{'keywords/log'} = rule($T, { name => 'kw log', type => 'keywords',
+$R{'keywords/log'} = policy_rule($T, { name => 'kw log', type => 'keywords',
     config => { keywords => ['kestrel'] }, action => 'log' });
-$R{'pii/block'} = rule($T, { name => 'pii block', type => 'pii',
+$R{'pii/block'} = policy_rule($T, { name => 'pii block', type => 'pii',
     config => { detectors => ['credit_card'] }, action => 'block' });
-$R{'pii/redact'} = rule($T, { name => 'pii redact', type => 'pii',
+$R{'pii/redact'} = policy_rule($T, { name => 'pii redact', type => 'pii',
     config => { detectors => ['email'] }, action => 'redact' });
-$R{'pii/log'} = rule($T, { name => 'pii log', type => 'pii',
+$R{'pii/log'} = policy_rule($T, { name => 'pii log', type => 'pii',
     config => { detectors => ['ipv4'] }, action => 'log' });
-$R{'model/block'} = rule($T, { name => 'model block', type => 'model',
+$R{'model/block'} = policy_rule($T, { name => 'model block', type => 'model',
     config => { deny => ['forbidden-model*'] }, action => 'block' });
-$R{'model/log'} = rule($T, { name => 'model log', type => 'model',
+$R{'model/log'} = policy_rule($T, { name => 'model log', type => 'model',
     config => { deny => ['logged-model*'] }, action => 'log' });
-$R{'limits/block'} = rule($T, { name => 'limits block', type => 'limits',
+$R{'limits/block'} = policy_rule($T, { name => 'limits block', type => 'limits',
     config => { max_prompt_chars => 3000 }, action => 'block' });
-$R{'limits/log'} = rule($T, { name => 'limits log', type => 'limits',
+$R{'limits/log'} = policy_rule($T, { name => 'limits log', type => 'limits',
     config => { max_output_tokens => 4000 }, action => 'log' });
 
 gw_env(
@@ -635,13 +628,13 @@ ok(!exists $m->{headers}{'transfer-encoding'}, 'not chunked upstream');
 
 === TEST 10: a rule's scope (providers, key ids) decides where it applies
 --- init
-main::rule($main::T, { name => 'anthropic only', type => 'keywords',
+main::policy_rule($main::T, { name => 'anthropic only', type => 'keywords',
     config => { keywords => ['scopedword'] }, action => 'block',
     scope => { providers => ['anthropic'] } });
-main::rule($main::T, { name => 'second key only', type => 'keywords',
+main::policy_rule($main::T, { name => 'second key only', type => 'keywords',
     config => { keywords => ['keyscoped'] }, action => 'block',
     scope => { key_ids => [$main::K2->{id}] } });
-main::rule($main::T, { name => 'staging only', type => 'keywords',
+main::policy_rule($main::T, { name => 'staging only', type => 'keywords',
     config => { keywords => ['envscoped'] }, action => 'block',
     scope => { envs => ['staging'] } });
 mock_clear();

@@ -20,6 +20,7 @@ use lib 't/lib';
 use Test::TruePort;
 use Test::TruePort::Mock;
 use Test::TruePort::Gateway;
+use Test::TruePort::Policy;
 use File::Path qw(make_path);
 use Time::HiRes qw(sleep time);
 
@@ -33,21 +34,6 @@ make_path($SPOOL, { mode => 0755 });
 use_sidecar(env => { TRUEPORT_SPOOL_DIR => $SPOOL,
                      TRUEPORT_POLICY_LOAD_BYTES => 100000 });
 gw_setup(policy => 1);
-
-our $P = '/trueportai-services/api/v1/policies';
-
-sub post_rule {
-    my ($t, $rule) = @_;
-    return sidecar_api(POST => $P, $rule,
-                       { Authorization => "Bearer $t->{token}" });
-}
-
-sub rule {
-    my ($t, $rule) = @_;
-    my $r = post_rule($t, $rule);
-    die "rule: $r->{status} $r->{body}\n" unless $r->{status} == 201;
-    return $r->{json};
-}
 
 # n random 10-character words (a-z, 0-9): ~1.5 KB compiled per word, since
 # they share few prefixes (600 words: ~0.9 MB, under the 1 MiB of a rule)
@@ -68,36 +54,36 @@ our $W = gw_tenant();                 # write-time budgets
 
 our $B = gw_tenant();                 # over the gateway's budget
 our $BK = gw_key($B, rpm => 1000);
-rule($B, kw_rule('big list', 100));
+policy_rule($B, kw_rule('big list', 100));
 
 our @L = map { gw_tenant() } 1 .. 3;  # the cache's LRU
 our @LK = map { gw_key($_, rpm => 1000) } @L;
-rule($_, kw_rule('list', 250)) for @L;
+policy_rule($_, kw_rule('list', 250)) for @L;
 
 our $E = gw_tenant();                 # rules that cannot finish
 our $EK = gw_key($E, rpm => 1000);
 gw_config($E, 'log_prompts', JSON::PP::true());
-rule($E, { name => 'backtracking block', type => 'regex', action => 'block',
+policy_rule($E, { name => 'backtracking block', type => 'regex', action => 'block',
            config => { patterns => ['(a+)+$'] }, priority => 10 });
 
 our $R = gw_tenant();
 our $RK = gw_key($R, rpm => 1000);
-rule($R, { name => 'backtracking redact', type => 'regex',
+policy_rule($R, { name => 'backtracking redact', type => 'regex',
            action => 'redact', config => { patterns => ['(a+)+$'] } });
 
 our $G = gw_tenant();
 our $GK = gw_key($G, rpm => 1000);
-rule($G, { name => 'backtracking log', type => 'regex', action => 'log',
+policy_rule($G, { name => 'backtracking log', type => 'regex', action => 'log',
            config => { patterns => ['(a+)+$'] } });
 
 # two slow log rules (each ~0.5 us at each of 150,000 start positions,
 # far beyond a rule's 10 ms, never at PCRE2's limits), then a block rule
 our $S = gw_tenant();
 our $SK = gw_key($S, rpm => 1000);
-rule($S, { name => "slow $_", type => 'regex', action => 'log',
+policy_rule($S, { name => "slow $_", type => 'regex', action => 'log',
            config => { patterns => ['(?:a|b){1,200}c'] }, priority => $_ })
     for 1, 2;
-rule($S, { name => 'secret', type => 'regex', action => 'block',
+policy_rule($S, { name => 'secret', type => 'regex', action => 'block',
            config => { patterns => ['secret'] }, priority => 3 });
 
 our $HTTP = gw_http_config()
@@ -114,49 +100,15 @@ gw_env(
         . "    trueport_policy_cache 1m;\n",
 );
 
-our %uri = (
-    openai => '/trueportai-services/openai/v1/chat/completions',
-    anthropic => '/trueportai-services/anthropic/v1/messages',
-    google => '/trueportai-services/google/v1beta/models/gemini-2.0-flash:generateContent',
-);
 our @PROV = qw(openai anthropic google);
-
-sub body_of {
-    my ($p, $text) = @_;
-    my $t = json_encode($text);
-    return {
-        openai => qq({"model":"gpt-4o-mini","messages":[{"role":"user","content":$t}]}),
-        anthropic => qq({"model":"claude-3-5-haiku-latest","max_tokens":200,"messages":[{"role":"user","content":[{"type":"text","text":$t}]}]}),
-        google => qq({"contents":[{"role":"user","parts":[{"text":$t}]}]}),
-    }->{$p};
-}
 
 sub requests {
     my ($text, @prov) = @_;
-    return [ map { "POST $uri{$_}\n" . body_of($_, $text) } @prov ? @prov : @PROV ];
+    return [ map { "POST " . chat_uri($_) . "\n" . chat_body($_, $text) } @prov ? @prov : @PROV ];
 }
 
 # a's that make (a+)+$ backtrack at the first start position
 our $EVIL = ('a' x 30000) . '! tell me';
-
-sub violations_of {
-    my ($rid, $want) = @_;
-    my $deadline = time + 6;
-    my $rows;
-    while (1) {
-        $rows = dbh()->selectall_arrayref(
-            'SELECT * FROM violations WHERE request_id = ? ORDER BY rule_name',
-            { Slice => {} }, $rid);
-        last if @$rows >= ($want // 1) or time > $deadline;
-        sleep 0.1;
-    }
-    return $rows;
-}
-
-sub mock_bodies_with {
-    my ($s) = @_;
-    return grep { index($_->{body}, $s) >= 0 } mock_requests();
-}
 
 # lines of nginx's error log that match
 sub log_lines {
@@ -195,7 +147,7 @@ is($n, 0, 'nothing stored');
 my %st;
 my @refused;
 for my $i (1 .. 200) {
-    my $r = main::post_rule($::W, main::kw_rule("maximal $i", 600, 'block'));
+    my $r = main::policy_post($::W, main::kw_rule("maximal $i", 600, 'block'));
     $st{$r->{status}}++;
     push @refused, $r->{body} if $r->{status} != 201;
 }
@@ -212,7 +164,7 @@ my $r = sidecar_internal_api(GET => "/internal/v1/policies?tenant_id=$::W->{id}"
                              { 'X-TruePort-Internal-Token' => internal_token() });
 is($r->{status}, 200, 'the gateway load answers');
 # a disabled rule is not compiled by the gateway: it is not counted
-$r = main::post_rule($::W, { %{ main::kw_rule('maximal off', 600, 'block') }, enabled => JSON::PP::false() });
+$r = main::policy_post($::W, { %{ main::kw_rule('maximal off', 600, 'block') }, enabled => JSON::PP::false() });
 is($r->{status}, 201, 'a disabled maximal rule is stored');
 $::tok = $::W->{token};
 $::id = $r->{json}{id};
@@ -239,8 +191,8 @@ my $X = main::gw_tenant();
 # 8,000 one-letter keywords: ~40 KB of JSON, a small automaton
 my $many = { name => 'letters', type => 'keywords', action => 'log',
              config => { keywords => [ map { ('a' .. 'z')[$_ % 26] x (1 + $_ % 3) } 1 .. 8000 ] } };
-is(main::post_rule($X, $many)->{status}, 201, 'one: 201');
-is(main::post_rule($X, { %$many, name => 'letters 2' })->{status}, 201, 'two: 201');
+is(main::policy_post($X, $many)->{status}, 201, 'one: 201');
+is(main::policy_post($X, { %$many, name => 'letters 2' })->{status}, 201, 'two: 201');
 $::tok = $X->{token};
 $::body = json_encode({ %$many, name => 'letters 3' });
 --- config

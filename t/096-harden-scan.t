@@ -12,6 +12,7 @@ use lib 't/lib';
 use Test::TruePort;
 use Test::TruePort::Mock;
 use Test::TruePort::Gateway;
+use Test::TruePort::Policy;
 use Encode qw(encode_utf8);
 
 use_sidecar();
@@ -20,8 +21,6 @@ use_sidecar();
 # the default, which does not)
 gw_setup(policy => 1, extra => 'trueport_upstream_key_scope any;');
 
-our $P = '/trueportai-services/api/v1/policies';
-
 our $T = gw_tenant();
 our $K = gw_key($T, rpm => 10000);
 our $N = gw_tenant();                      # no rules
@@ -29,19 +28,11 @@ our $NK = gw_key($N, rpm => 10000);
 our $S = gw_tenant();                      # a rule for Anthropic only
 our $SK = gw_key($S, rpm => 10000);
 
-sub rule {
-    my ($t, $rule) = @_;
-    my $r = sidecar_api(POST => $P, $rule,
-                        { Authorization => "Bearer $t->{token}" });
-    die "rule: $r->{status} $r->{body}\n" unless $r->{status} == 201;
-    return $r->{json};
-}
-
-rule($T, { name => 'codename', type => 'keywords',
+policy_rule($T, { name => 'codename', type => 'keywords',
            config => { keywords => ['project falcon'] }, action => 'block' });
-rule($T, { name => 'no email', type => 'pii',
+policy_rule($T, { name => 'no email', type => 'pii',
            config => { detectors => ['email'] }, action => 'redact' });
-rule($S, { name => 'anthropic only', type => 'keywords',
+policy_rule($S, { name => 'anthropic only', type => 'keywords',
            config => { keywords => ['project falcon'] }, action => 'block',
            scope => { providers => ['anthropic'] } });
 
