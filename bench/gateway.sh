@@ -49,7 +49,7 @@
 # instead: the workers' CPU time and system calls per request, in
 # stat-<scenario>-<baseline|gateway>.txt).
 set -euo pipefail
-. "$(dirname "$0")/../scripts/lib.sh"
+. "$(dirname "$0")/lib.sh"
 
 DUR=${BENCH_SECONDS:-10}
 PAIRS=${BENCH_PAIRS:-3}
@@ -92,22 +92,9 @@ BASE_PORT=$(free_port)
 GW_PORT=$(free_port)
 SC=
 
-nginx_stop() {    # nginx_stop DIR
-    local pid i
-    [ -f "$1/nginx.pid" ] || return 0
-    pid=$(cat "$1/nginx.pid")
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    rm -f "$1/nginx.pid"
-}
-
 cleanup() {
     local d
-    for d in gateway baseline mock; do nginx_stop "$WORK/$d"; done
+    for d in gateway baseline mock; do bench_nginx_stop "$WORK/$d"; done
     if [ -n "$SC" ]; then
         kill "$SC" 2>/dev/null || true
         wait "$SC" 2>/dev/null || true
@@ -566,8 +553,8 @@ scenario() {
     local rss_b rss_g
     rss_b=$(peak_rss baseline)
     rss_g=$(peak_rss gateway)
-    nginx_stop "$WORK/gateway"
-    nginx_stop "$WORK/baseline"
+    bench_nginx_stop "$WORK/gateway"
+    bench_nginx_stop "$WORK/baseline"
     if grep -q '\[alert\]\|\[emerg\]' "$WORK/gateway/error.log"; then
         echo "bench:   alerts in the gateway's error.log:" >&2
         grep '\[alert\]\|\[emerg\]' "$WORK/gateway/error.log" | sort | uniq -c \

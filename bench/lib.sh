@@ -38,7 +38,8 @@ bench_db() {
     "$BUILD/trueport-sidecar" migrate >/dev/null
 }
 
-# bench_nginx_stop DIR: the nginx of DIR stopped (TERM, up to 10 s)
+# bench_nginx_stop DIR: the nginx of DIR stopped (TERM, up to 10 s, then
+# KILL)
 bench_nginx_stop() {
     local pid i
     [ -f "$1/nginx.pid" ] || return 0
@@ -48,6 +49,7 @@ bench_nginx_stop() {
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
     rm -f "$1/nginx.pid"
 }
 
